@@ -1,0 +1,131 @@
+"""Offline datasets as one transition dict (observations, actions, rewards, masks, next_observations).
+
+OGBench comes through ``ogbench.make_env_and_datasets`` (its own .npz layout and reward relabelling);
+D4RL comes through Minari with the paper's conventions (antmaze reward - 1, masks from terminals,
+actions clipped to +-(1 - 1e-5)). Dataset folders are always passed explicitly, never ``~``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+ACTION_CLIP_EPS = 1e-5
+KEYS = ("observations", "actions", "rewards", "masks", "next_observations")
+
+# D4RL ids of the paper -> Minari ids.
+ANTMAZE = ("umaze", "umaze-diverse", "medium-play", "medium-diverse", "large-play", "large-diverse")
+ADROIT = ("pen", "door", "hammer", "relocate")
+MINARI_IDS = {f"antmaze-{m}-v2": f"D4RL/antmaze/{m}-v1" for m in ANTMAZE}
+MINARI_IDS.update({f"{e}-{k}-v1": f"D4RL/{e}/{k}-v2" for e in ADROIT for k in ("human", "cloned", "expert")})
+
+
+def ogbench_dataset_name(task: str) -> str:
+    """cube-single-play-singletask-task2-v0 -> cube-single-play-v0 (the file OGBench stores)."""
+    parts = task.split("-")
+    pos = parts.index("singletask")
+    return "-".join(parts[:pos] + parts[-1:])
+
+
+def dataset_files(task: str, suite: str, data_dir: str | Path) -> list[Path]:
+    """The files a task reads (for checksums and the missing-data message)."""
+    data_dir = Path(data_dir)
+    if suite == "ogbench":
+        name = ogbench_dataset_name(task)
+        return [data_dir / "ogbench" / f"{name}.npz", data_dir / "ogbench" / f"{name}-val.npz"]
+    root = data_dir / "minari" / MINARI_IDS[task] / "data"
+    return sorted(root.glob("*")) if root.is_dir() else [root]
+
+
+def missing_data_message(task: str, suite: str, data_dir: str | Path) -> str:
+    if suite == "ogbench":
+        name = ogbench_dataset_name(task)
+        return (f"dataset {name} for task {task} is not in {Path(data_dir) / 'ogbench'}; download it with "
+                f"`python -m mfql.fetch dataset={name} data_dir={data_dir}` or rebuild it with "
+                f"`python -m mfql.datagen dataset={name} out_dir={Path(data_dir) / 'ogbench'}`")
+    return (f"dataset {MINARI_IDS[task]} for task {task} is not in {Path(data_dir) / 'minari'}; download it with "
+            f"`python -m mfql.fetch dataset={MINARI_IDS[task]} data_dir={data_dir}`")
+
+
+def checksum(paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def load_ogbench(task: str, data_dir: str | Path):
+    """Environment and training transitions of an OGBench single-task id (success computed after the step)."""
+    import ogbench
+
+    files = dataset_files(task, "ogbench", data_dir)
+    if not all(f.is_file() for f in files):
+        raise FileNotFoundError(missing_data_message(task, "ogbench", data_dir))
+    env, train, _ = ogbench.make_env_and_datasets(
+        task, dataset_dir=str(files[0].parent), success_timing="post")
+    dataset = {k: np.asarray(train[k], dtype=np.float32) for k in KEYS}
+    dataset["actions"] = np.clip(dataset["actions"], -1 + ACTION_CLIP_EPS, 1 - ACTION_CLIP_EPS)
+    return env, dataset
+
+
+def set_minari_root(data_dir: str | Path) -> Path:
+    root = Path(data_dir).resolve() / "minari"
+    os.environ["MINARI_DATASETS_PATH"] = str(root)
+    return root
+
+
+def flatten_obs(obs) -> np.ndarray:
+    """Minari antmaze observations are dicts; D4RL's layout is (x, y) followed by the rest of the state."""
+    if isinstance(obs, dict):
+        return np.concatenate([obs["achieved_goal"], obs["observation"]], axis=-1).astype(np.float32)
+    return np.asarray(obs, dtype=np.float32)
+
+
+def load_minari(task: str, data_dir: str | Path):
+    """Minari dataset of a D4RL task id, as transitions with the paper's conventions."""
+    import minari
+
+    set_minari_root(data_dir)
+    if not (Path(data_dir) / "minari" / MINARI_IDS[task]).is_dir():
+        raise FileNotFoundError(missing_data_message(task, "d4rl", data_dir))
+    ds = minari.load_dataset(MINARI_IDS[task])
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in KEYS}
+    for episode in ds.iterate_episodes():
+        obs = flatten_obs(episode.observations)
+        parts["observations"].append(obs[:-1])
+        parts["next_observations"].append(obs[1:])
+        parts["actions"].append(np.asarray(episode.actions, dtype=np.float32))
+        parts["rewards"].append(np.asarray(episode.rewards, dtype=np.float32))
+        parts["masks"].append(1.0 - np.asarray(episode.terminations, dtype=np.float32))
+    dataset = {k: np.concatenate(v) for k, v in parts.items()}
+    dataset = apply_d4rl_conventions(task, dataset)
+    return ds, dataset
+
+
+def apply_d4rl_conventions(task: str, dataset: dict) -> dict:
+    """Antmaze rewards 0/1 -> -1/0; actions clipped to +-(1 - 1e-5). Masks are already 1 - terminals."""
+    out = dict(dataset)
+    if task.startswith("antmaze"):
+        out["rewards"] = out["rewards"] - 1.0
+    out["actions"] = np.clip(out["actions"], -1 + ACTION_CLIP_EPS, 1 - ACTION_CLIP_EPS)
+    return out
+
+
+def observation_stats(observations: np.ndarray, padded_rows: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and std (std < 1e-6 -> 1).
+
+    With ``padded_rows`` (parity=official) the statistics are those of the dataset followed by zero rows up
+    to ``max(padded_rows, N + 1)`` rows, as the official code computes them over its zero-padded replay buffer.
+    """
+    obs = observations.astype(np.float64)
+    rows = len(obs) if padded_rows is None else max(padded_rows, len(obs) + 1)
+    mean = obs.sum(0) / rows
+    var = np.maximum((obs**2).sum(0) / rows - mean**2, 0.0)
+    std = np.sqrt(var)
+    std[std < 1e-6] = 1.0
+    return mean.astype(np.float32), std.astype(np.float32)
