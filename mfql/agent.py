@@ -124,15 +124,23 @@ class MeanFlowQL:
             times = self.sample_times(batch_size)
         if noises is None:
             noises = self.noise(batch_size)
+        g, target = self.mfi_output_and_target(obs_n, actions, times, noises)
+        err = (g - target).pow(2).mean(-1).clamp_min(1e-12)
+        weight = (err + self.cfg.adaptive_c).pow(1.0 - self.cfg.adaptive_gamma).clamp_min(1e-12).reciprocal()
+        loss = (weight.clamp(1e-6, 1e6).detach() * err).mean()
+        return loss, {"flow/mfi_loss": loss, "flow/raw_mse": err.mean()}
+
+    def mfi_output_and_target(self, obs_n, actions, times, noises):
+        """g(s, a_t, t) (differentiable) and its target a_t + (t - 1) v - t dg/dt (detached, clipped).
+
+        One forward-mode JVP along the tangent (v, 1) of (a_t, t) gives g and dg/dt together.
+        """
         t = times.reshape(-1, 1)
         a_t = (1.0 - t) * actions + t * noises
         v = noises - actions
         g, dg_dt = torch.func.jvp(lambda z, tt: self.actor(obs_n, z, tt), (a_t, times), (v, torch.ones_like(times)))
         target = (a_t + (t - 1.0) * v - t * dg_dt).detach().clamp(-self.cfg.target_clip, self.cfg.target_clip)
-        err = (g - target).pow(2).mean(-1).clamp_min(1e-12)
-        weight = (err + self.cfg.adaptive_c).pow(1.0 - self.cfg.adaptive_gamma).clamp_min(1e-12).reciprocal()
-        loss = (weight.clamp(1e-6, 1e6).detach() * err).mean()
-        return loss, {"flow/mfi_loss": loss, "flow/raw_mse": err.mean()}
+        return g, target
 
     def sample_times(self, batch_size: int) -> torch.Tensor:
         """t on the grid {1/T, ..., 1} when T <= 1000, else continuous U(0, 1) (spec a.3)."""

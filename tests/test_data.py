@@ -1,0 +1,89 @@
+import numpy as np
+import pytest
+
+from mfql.data import (
+    apply_d4rl_conventions,
+    load_minari,
+    load_ogbench,
+    observation_stats,
+)
+
+
+def test_regenerated_ogbench_layout(ogbench_dir):
+    train = np.load(ogbench_dir / "cube-single-play-v0.npz")
+    val = np.load(ogbench_dir / "cube-single-play-v0-val.npz")
+    assert set(train.files) == {"observations", "actions", "terminals", "qpos", "qvel"}
+    assert train["observations"].shape == (4 * 101, 28) and train["actions"].shape == (4 * 101, 5)
+    assert train["qpos"].shape[1] == 21 and train["qvel"].shape[1] == 20
+    assert train["terminals"].sum() == 4 and train["terminals"][100] == 1  # last row of each episode
+    assert val["observations"].shape == (101, 28)
+    assert np.abs(train["actions"]).max() <= 1.0
+    assert not np.allclose(train["observations"][:101], val["observations"])
+
+
+def test_regenerated_data_loads_through_ogbench_and_relabels_per_task(ogbench_dir):
+    rewards = {}
+    for task_id in (1, 2, 3):
+        env, data = load_ogbench(f"cube-single-play-singletask-task{task_id}-v0", ogbench_dir.parent)
+        assert data["observations"].shape == (400, 28) and data["next_observations"].shape == (400, 28)
+        np.testing.assert_array_equal(data["observations"][1:100], data["next_observations"][:99])
+        # rewards/masks from OGBench's relabelling: success = cube within 4 cm of this task's goal
+        raw = np.load(ogbench_dir / "cube-single-play-v0.npz")
+        keep = raw["terminals"] == 0
+        env.reset()
+        goal = env.unwrapped._data.mocap_pos[0]
+        success = np.linalg.norm(raw["qpos"][keep][:, 14:17] - goal, axis=-1) <= 0.04
+        np.testing.assert_array_equal(data["rewards"], success.astype(np.float32) - 1.0)
+        np.testing.assert_array_equal(data["masks"], 1.0 - success)
+        assert np.abs(data["actions"]).max() <= 1 - 1e-5
+        rewards[task_id] = goal.copy()
+    assert not np.allclose(rewards[1], rewards[2])  # each task has its own goal
+
+
+def test_missing_ogbench_data_names_both_ways_to_get_it(tmp_path):
+    with pytest.raises(FileNotFoundError) as err:
+        load_ogbench("cube-single-play-singletask-task1-v0", tmp_path)
+    msg = str(err.value)
+    assert "cube-single-play-v0" in msg and "mfql.fetch" in msg and "mfql.datagen" in msg
+
+
+def test_observation_stats_official_padding_and_corrected():
+    rng = np.random.default_rng(0)
+    obs = rng.normal(3.0, 2.0, size=(1000, 4)).astype(np.float32)
+    obs[:, 3] = 7.0  # constant dimension
+    mean, std = observation_stats(obs, None)
+    np.testing.assert_allclose(mean, obs.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(std[:3], obs.std(0)[:3], rtol=1e-4)
+    assert std[3] == 1.0  # std < 1e-6 -> 1
+    padded = np.concatenate([obs, np.zeros((3000, 4), np.float32)]).astype(np.float64)
+    mean_p, std_p = observation_stats(obs, 4000)
+    np.testing.assert_allclose(mean_p, padded.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(std_p, padded.std(0), rtol=1e-4)
+    # the official buffer always has at least N + 1 rows
+    _, std_full = observation_stats(obs, 10)
+    np.testing.assert_allclose(std_full, np.concatenate([obs, np.zeros((1, 4))]).std(0), rtol=1e-4)
+
+
+def test_antmaze_reward_shift_and_action_clip():
+    data = {"rewards": np.array([0.0, 1.0, 0.0], np.float32), "actions": np.array([[1.0, -1.0, 0.5]], np.float32)}
+    out = apply_d4rl_conventions("antmaze-umaze-v2", data)
+    np.testing.assert_array_equal(out["rewards"], [-1.0, 0.0, -1.0])
+    np.testing.assert_allclose(out["actions"], [[1 - 1e-5, -1 + 1e-5, 0.5]])
+    adroit = apply_d4rl_conventions("pen-cloned-v1", data)
+    np.testing.assert_array_equal(adroit["rewards"], data["rewards"])
+
+
+def test_minari_antmaze_written_with_the_real_api_loads_with_paper_conventions(minari_dir):
+    ds, data = load_minari("antmaze-umaze-v2", minari_dir)
+    assert data["observations"].shape == (3 * 30, 29)  # (x, y) + 27-d ant state, as D4RL
+    assert data["rewards"].min() == -1.0 and data["rewards"].max() == 0.0  # 0/1 -> -1/0
+    assert data["masks"][59] == 0.0 and data["masks"].sum() == 89  # mask = 1 - terminals
+    np.testing.assert_array_equal(data["observations"][1:30], data["next_observations"][:29])
+    assert np.abs(data["actions"]).max() <= 1 - 1e-5
+    assert ds.spec.dataset_id == "D4RL/antmaze/umaze-v1"
+
+
+def test_minari_adroit_keeps_raw_rewards(minari_dir):
+    _, data = load_minari("pen-cloned-v1", minari_dir)
+    assert data["observations"].shape == (2 * 20, 45) and data["actions"].shape == (40, 24)
+    assert data["rewards"].max() > 0  # no shift
