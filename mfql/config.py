@@ -97,6 +97,8 @@ def validate_train(cfg: DictConfig) -> None:
         minimum = 0 if key in ("offline_steps", "online_steps", "eval_episodes") else 1
         if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
             raise ConfigError(f"{key}={value!r} is not valid (valid: an integer >= {minimum})")
+    if cfg.env_max_steps is not None and (not isinstance(cfg.env_max_steps, int) or cfg.env_max_steps < 1):
+        raise ConfigError(f"env_max_steps={cfg.env_max_steps!r} is not valid (valid: null or an integer >= 1)")
     if not isinstance(cfg.seed, int) or cfg.seed < 0:
         raise ConfigError(f"seed={cfg.seed!r} is not valid (valid: an integer >= 0)")
     device = str(cfg.device)

@@ -5,14 +5,21 @@ from __future__ import annotations
 import numpy as np
 
 
-def make_env(task: str, suite: str, minari_dataset=None):
+def make_env(task: str, suite: str, minari_dataset=None, max_steps: int | None = None):
     """A fresh environment of the task. OGBench: single-task env with success computed after the step
-    (``success_timing='post'``, the 1.1.0 semantics the paper used). D4RL: Minari's evaluation env."""
+    (``success_timing='post'``, the 1.1.0 semantics the paper used). D4RL: Minari's evaluation env.
+    ``max_steps`` shortens episodes (quick CPU runs and tests only; the paper uses the envs' own limits)."""
     if suite == "ogbench":
         import ogbench
 
-        return ogbench.make_env_and_datasets(task, env_only=True, success_timing="post")
-    return minari_dataset.recover_environment(eval_env=True)
+        env = ogbench.make_env_and_datasets(task, env_only=True, success_timing="post")
+    else:
+        env = minari_dataset.recover_environment(eval_env=True)
+    if max_steps is not None:
+        from gymnasium.wrappers import TimeLimit
+
+        env = TimeLimit(env, max_steps)
+    return env
 
 
 def online_reward(task: str, reward: float) -> float:

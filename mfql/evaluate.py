@@ -65,7 +65,7 @@ def main(argv: list[str]) -> None:
     if run_cfg.suite != "ogbench":
         set_minari_root(data_dir)
         minari_dataset, _ = load_minari(run_cfg.task, data_dir)
-    env = make_env(run_cfg.task, run_cfg.suite, minari_dataset)
+    env = make_env(run_cfg.task, run_cfg.suite, minari_dataset, run_cfg.env_max_steps)
     scores = run_episodes(agent, env, run_cfg.suite, cfg.episodes, cfg.seed, minari_dataset)
     name = metric_name(run_cfg.suite)  # success in [0, 1]; D4RL normalised return x 100
     result = {"checkpoint": str(path), "task": run_cfg.task, "seed": cfg.seed, "episodes": cfg.episodes,

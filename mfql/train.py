@@ -85,11 +85,16 @@ class Run:
         mean, std = observation_stats(dataset["observations"], padded)
         self.agent = MeanFlowQL(cfg.agent, self.obs_dim, self.action_dim, mean, std, cfg.offline_steps, self.device)
         self.buffer = ReplayBuffer(dataset, cfg.buffer_size, cfg.online_steps, self.device)
-        self.eval_env = make_env(cfg.task, cfg.suite, self.minari_dataset) if cfg.eval_episodes > 0 else None
-        self.env = make_env(cfg.task, cfg.suite, self.minari_dataset) if cfg.online_steps > 0 else None
+        env_args = (cfg.task, cfg.suite, self.minari_dataset, cfg.env_max_steps)
+        self.eval_env = make_env(*env_args) if cfg.eval_episodes > 0 else None
+        self.env = make_env(*env_args) if cfg.online_steps > 0 else None
         self.first_step = 0 if self.official else 1  # the official loop also updates (with actor LR 0) at step 0
         self.last_step = cfg.offline_steps + cfg.online_steps
-        self.episode, self.obs, self.online_stats = 0, None, {}
+        self.episode, self.obs = 0, None
+        # Fixed keys from the first row on, so train.csv keeps one header through the switch to online.
+        self.online_stats = {"online/episodes": 0, "online/episode_return": float("nan")} if cfg.online_steps else {}
+        if cfg.online_steps and cfg.suite == "ogbench":
+            self.online_stats["online/success"] = float("nan")
 
     # ------------------------------------------------------------------------------------------ files
     def write_header_files(self) -> None:
@@ -211,6 +216,8 @@ class Run:
         self.save_final()
         tracker.close()
         self.resume_path.unlink(missing_ok=True)
+        if self.resume_path.parent.exists() and not any(self.resume_path.parent.iterdir()):
+            self.resume_path.parent.rmdir()
         log.info("done: %s", self.out / "final.pt")
 
 

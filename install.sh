@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Installs mfql and everything its pipeline and tests need into the current Python environment.
+# torch is pinned first: 2.13.0 is the CPU wheel on a machine without a GPU (and PyPI's CUDA build elsewhere);
+# every later requirement accepts it, so pip never pulls a second torch.
+set -euo pipefail
+cd "$(dirname "$0")"
+python3 -m pip install --quiet "torch==2.13.0"
+python3 -m pip install --quiet -e ".[dev,report]"

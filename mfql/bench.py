@@ -1,0 +1,87 @@
+"""Speed benchmark: ``python -m mfql.bench [updates=...] [device=...]`` prints JSON.
+
+Measures training updates/s of the paper model and of the small CPU model, one-step action latency
+(best-of-K with K = 5, batch 1 and 50) and parameter counts, on cube-single shapes (obs 28, act 5).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+
+import numpy as np
+import torch
+
+from mfql.agent import MeanFlowQL
+from mfql.config import ConfigError, compose, run_cli
+from mfql.networks import count_params
+from mfql.train import resolve_device
+
+OBS_DIM, ACTION_DIM = 28, 5
+
+
+def synthetic_batch(batch_size: int, device: torch.device) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    batch = {
+        "observations": torch.randn(batch_size, OBS_DIM, generator=g),
+        "actions": torch.rand(batch_size, ACTION_DIM, generator=g) * 2 - 1,
+        "rewards": -torch.rand(batch_size, generator=g),
+        "masks": torch.ones(batch_size),
+        "next_observations": torch.randn(batch_size, OBS_DIM, generator=g),
+    }
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, repeats: int, device: torch.device) -> float:
+    """Seconds per call after two warm-up calls."""
+    for _ in range(2):
+        fn()
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    sync(device)
+    return (time.perf_counter() - start) / repeats
+
+
+def bench_model(model: str, device: torch.device, updates: int, act_repeats: int) -> dict:
+    cfg = compose("train", ["task=cube-single-play-singletask-task2-v0", "out_dir=.", f"model={model}"]).agent
+    torch.manual_seed(0)
+    agent = MeanFlowQL(cfg, OBS_DIM, ACTION_DIM, np.zeros(OBS_DIM), np.ones(OBS_DIM), 1_000_000, device)
+    batch = synthetic_batch(cfg.batch_size, device)
+    step = iter(range(1, 10**9))
+    per_update = timed(lambda: agent.update(batch, next(step)), updates, device)
+    out = {"updates_per_s": 1.0 / per_update, "ms_per_update": 1e3 * per_update,
+           "actor_params": count_params(agent.actor), "critic_params": count_params(agent.critic),
+           "batch_size": cfg.batch_size, "num_candidates": cfg.num_candidates}
+    for batch_size in (1, 50):
+        obs = torch.randn(batch_size, OBS_DIM, device=device)
+        out[f"act_latency_ms_batch{batch_size}"] = 1e3 * timed(lambda: agent.act(obs), act_repeats, device)
+    return out
+
+
+def main(argv: list[str]) -> None:
+    cfg = compose("bench", argv)
+    if not isinstance(cfg.updates, int) or cfg.updates < 1:
+        raise ConfigError(f"updates={cfg.updates!r} is not valid (valid: an integer >= 1)")
+    device = resolve_device(cfg.device)
+    result = {
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "paper": bench_model("paper", device, cfg.updates, cfg.act_repeats),
+        "small": bench_model("small", device, cfg.updates * 4, cfg.act_repeats),
+    }
+    json.dump(result, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    run_cli(main)

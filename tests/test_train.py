@@ -1,0 +1,139 @@
+"""python -m mfql.train / mfql.evaluate end to end, on regenerated OGBench data and a Minari dataset."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from tests.conftest import ROOT, TASK, run_module
+
+QUICK = ["model=small", "env_max_steps=10", "eval_episodes=1", "log_interval=10", "device=cpu"]
+
+
+def read_csv(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def train_args(out, data_dir, *extra):
+    return [f"task={TASK}", "seed=1", f"out_dir={out}", f"data_dir={data_dir}", *QUICK, *extra]
+
+
+def test_offline_run_writes_every_output(tmp_path, ogbench_dir):
+    out = tmp_path / "run"
+    run_module("mfql.train", *train_args(out, ogbench_dir.parent, "offline_steps=30", "eval_interval=15"))
+    assert {p.name for p in out.iterdir()} == {"config.yaml", "meta.json", "train.csv", "eval.csv", "final.pt"}
+    evals = read_csv(out / "eval.csv")
+    assert [int(r["step"]) for r in evals] == [0, 15, 30]  # official loop: steps 0..N
+    assert list(evals[0])[:2] == ["step", "success"] and evals[0]["episodes"] == "1"
+    train = read_csv(out / "train.csv")
+    assert list(train[0])[0] == "step" and [int(r["step"]) for r in train] == [0, 10, 20, 30]
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["versions"]["torch"] and meta["versions"]["ogbench"] == "1.2.2"
+    assert len(meta["dataset"]["sha256"]) == 64 and meta["dataset"]["transitions"] == 400
+    assert "offline_steps: 30" in (out / "config.yaml").read_text()
+    final = torch.load(out / "final.pt", weights_only=True)
+    assert {"actor", "critic", "target_critic", "config"} <= set(final)
+    assert final["config"]["task"] == TASK and final["config"]["agent"]["alpha"] == 120
+
+
+def test_corrected_parity_loops_from_step_one(tmp_path, ogbench_dir):
+    out = tmp_path / "run"
+    run_module("mfql.train", *train_args(out, ogbench_dir.parent, "offline_steps=20", "eval_interval=10",
+                                         "parity=corrected"))
+    assert [int(r["step"]) for r in read_csv(out / "eval.csv")] == [10, 20]
+    assert "parity: corrected" in (out / "config.yaml").read_text()
+
+
+def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, ogbench_dir):
+    args = ["offline_steps=120", "online_steps=200", "eval_interval=40", "checkpoint_interval=15"]
+    ref = tmp_path / "ref"
+    run_module("mfql.train", *train_args(ref, ogbench_dir.parent, *args))
+
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "mfql.train", *train_args(out, ogbench_dir.parent, *args)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = out / "_resume" / "state.pt"
+    deadline = time.time() + 300
+    killed_at = None
+    while time.time() < deadline and proc.poll() is None:
+        if state.exists():
+            try:
+                step = torch.load(state, weights_only=False)["step"]
+            except Exception:  # replaced while reading
+                continue
+            if step >= 180:  # well into the online phase
+                os.kill(proc.pid, signal.SIGKILL)
+                killed_at = step
+                break
+        time.sleep(0.02)
+    proc.wait()
+    assert killed_at is not None, "the run ended before it could be killed"
+    assert proc.returncode == -signal.SIGKILL and not (out / "final.pt").exists()
+
+    resumed = run_module("mfql.train", *train_args(out, ogbench_dir.parent, *args))
+    assert "resumed from step" in resumed.stderr
+    assert (out / "eval.csv").read_text() == (ref / "eval.csv").read_text()
+    a, b = torch.load(ref / "final.pt", weights_only=True), torch.load(out / "final.pt", weights_only=True)
+    for key in ("actor", "critic", "target_critic"):
+        assert a[key].keys() == b[key].keys()
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), f"{key}.{name} differs after resume"
+    assert not (out / "_resume" / "state.pt").exists()
+
+
+def test_evaluate_cli_is_seeded(tmp_path, ogbench_dir):
+    out = tmp_path / "run"
+    run_module("mfql.train", *train_args(out, ogbench_dir.parent, "offline_steps=5", "eval_episodes=0"))
+    first = run_module("mfql.evaluate", f"checkpoint={out / 'final.pt'}", "episodes=3", "seed=4")
+    again = run_module("mfql.evaluate", f"checkpoint={out / 'final.pt'}", "episodes=3", "seed=4")
+    result = json.loads(first.stdout)
+    assert first.stdout == again.stdout
+    assert result["metric"] == "success" and len(result["per_episode"]) == 3
+    assert 0.0 <= result["success"] <= 1.0
+
+
+def test_d4rl_task_trains_on_minari_data_offline_to_online(tmp_path, minari_dir):
+    out = tmp_path / "run"
+    run_module("mfql.train", "task=antmaze-umaze-v2", f"out_dir={out}", f"data_dir={minari_dir}", "model=small",
+               "offline_steps=10", "online_steps=12", "eval_interval=11", "eval_episodes=1", "env_max_steps=6",
+               "log_interval=11", "device=cpu")
+    evals = read_csv(out / "eval.csv")
+    assert [int(r["step"]) for r in evals] == [0, 11, 22] and "normalized_return" in evals[0]
+    cfg = (out / "config.yaml").read_text()
+    assert "alpha: 100" in cfg  # antmaze-umaze's offline-to-online value (= Table 7)
+    assert float(read_csv(out / "train.csv")[-1]["online/episodes"]) == 2
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["task=cube-single-play-singletask-task9-v0"], "unknown task 'cube-single-play-singletask-task9-v0'"),
+    (["learning_rate=3"], "'learning_rate=3'"),
+    (["parity=fast"], "parity='fast' is not valid (valid: official, corrected)"),
+    (["agent.num_candidates=0"], "agent.num_candidates=0 is not valid"),
+    (["offline_steps=-1"], "offline_steps=-1 is not valid"),
+    (["device=tpu"], "device='tpu' is not valid"),
+])
+def test_bad_input_fails_with_one_line_and_writes_nothing(tmp_path, args, needle):
+    out = tmp_path / "never"
+    base = {"task": TASK, "out_dir": str(out), "data_dir": str(tmp_path)}
+    for a in args:
+        base[a.split("=", 1)[0]] = a.split("=", 1)[1]
+    proc = run_module("mfql.train", *[f"{k}={v}" for k, v in base.items()], check=False)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], proc.stderr
+    assert not out.exists()
+
+
+def test_missing_dataset_is_a_clear_error(tmp_path):
+    proc = run_module("mfql.train", f"task={TASK}", f"out_dir={tmp_path / 'r'}", f"data_dir={tmp_path}",
+                      check=False)
+    assert proc.returncode == 2
+    assert "cube-single-play-v0" in proc.stderr and "mfql.datagen" in proc.stderr and "mfql.fetch" in proc.stderr
+    assert not (tmp_path / "r").exists()
