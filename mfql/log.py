@@ -14,10 +14,7 @@ def setup_logging(level: int = logging.INFO) -> None:
 
 
 class CSVLog:
-    """Appends rows to a CSV whose first column is ``step``; the header is fixed by the first row.
-
-    ``truncate_after(step)`` drops rows beyond a resume point so a resumed run ends with the same file.
-    """
+    """Appends rows to a CSV whose first column is ``step``; the header is fixed by the first row."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -26,18 +23,6 @@ class CSVLog:
             with open(self.path, newline="") as handle:
                 reader = csv.reader(handle)
                 self.fields = next(reader, None)
-
-    def truncate_after(self, step: int) -> None:
-        if not self.path.exists():
-            return
-        with open(self.path, newline="") as handle:
-            rows = list(csv.DictReader(handle))
-        kept = [r for r in rows if int(r["step"]) <= step]
-        with open(self.path, "w", newline="") as handle:
-            if self.fields:
-                writer = csv.DictWriter(handle, fieldnames=self.fields)
-                writer.writeheader()
-                writer.writerows(kept)
 
     def write(self, row: dict) -> None:
         new = self.fields is None

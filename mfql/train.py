@@ -32,6 +32,7 @@ from mfql.evaluate import episode_seed, run_episodes
 from mfql.log import CSVLog, Tracker, setup_logging
 
 log = logging.getLogger("mfql.train")
+CSV_FILES = ("train.csv", "eval.csv")
 PACKAGES = ("torch", "numpy", "gymnasium", "mujoco", "ogbench", "minari", "hydra-core")
 
 
@@ -113,9 +114,11 @@ class Run:
         write_json(self.out / "meta.json", meta)
 
     def save_resume(self, step: int) -> None:
+        # The CSVs so far travel with the state: a workflow manager may delete them before a rerun.
+        csvs = {name: (self.out / name).read_text() for name in CSV_FILES if (self.out / name).exists()}
         state = {"step": step, "config_hash": self.config_hash, "agent": self.agent.state_dict(),
                  "rng": rng_state(), "buffer": self.buffer.online_state(), "episode": self.episode,
-                 "online_stats": self.online_stats}
+                 "online_stats": self.online_stats, "csv": csvs}
         save_torch(self.resume_path, state)
 
     def try_resume(self) -> int:
@@ -130,6 +133,11 @@ class Run:
         self.buffer.load_online_state(state["buffer"])
         self.episode, self.online_stats = state["episode"], state["online_stats"]
         set_rng_state(state["rng"])
+        for name in CSV_FILES:
+            path = self.out / name
+            path.unlink(missing_ok=True)
+            if name in state["csv"]:
+                path.write_text(state["csv"][name])
         log.info("resumed from step %d", state["step"])
         return state["step"] + 1
 
@@ -169,14 +177,10 @@ class Run:
         cfg = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
         start = self.try_resume()
-        train_log, eval_log = CSVLog(self.out / "train.csv"), CSVLog(self.out / "eval.csv")
         if start == self.first_step:
-            for stale in (train_log, eval_log):
-                stale.path.unlink(missing_ok=True)
-                stale.fields = None
-        else:
-            train_log.truncate_after(start - 1)
-            eval_log.truncate_after(start - 1)
+            for name in CSV_FILES:
+                (self.out / name).unlink(missing_ok=True)
+        train_log, eval_log = (CSVLog(self.out / name) for name in CSV_FILES)
         self.write_header_files()
         tracker = Tracker(cfg.tracker, self.out, OmegaConf.to_container(cfg, resolve=True))
         log.info("task=%s suite=%s seed=%d parity=%s device=%s steps=%d+%d actor=%s config=%s",
