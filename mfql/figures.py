@@ -1,0 +1,89 @@
+"""Figures of the paper's kind (seaborn, PNG and PDF): learning curves per task and per environment group
+with a band over seeds, offline-to-online curves with the switch marked, and an aggregate panel (IQM and
+mean with 95 % stratified-bootstrap confidence intervals)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from mfql.checkpoint import atomic_write  # noqa: E402
+from mfql.stats import iqm, stratified_bootstrap_ci  # noqa: E402
+
+sns.set_theme(style="whitegrid", palette="colorblind")
+YLABEL = {"success": "OGBench success rate (%)", "normalized_return": "D4RL normalized return"}
+
+
+def save(fig, stem: Path) -> None:
+    """stem.png and stem.pdf, each written atomically."""
+    for ext in ("png", "pdf"):
+        atomic_write(stem.with_suffix(f".{ext}"), lambda tmp, ext=ext: fig.savefig(tmp, format=ext, dpi=120, bbox_inches="tight"))
+    plt.close(fig)
+
+
+def empty(stem: Path, message: str) -> None:
+    fig, ax = plt.subplots(figsize=(4, 2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, message, ha="center", va="center")
+    save(fig, stem)
+
+
+def facet_curves(data: pd.DataFrame, col: str, stem: Path, title: str, switch: dict | None = None) -> None:
+    if data.empty:
+        return empty(stem, f"no runs: {title}")
+    data = data.assign(step_k=data.step / 1000)
+    grid = sns.relplot(data=data, x="step_k", y="value", col=col, col_wrap=min(4, data[col].nunique()),
+                       kind="line", errorbar="sd", height=2.6, aspect=1.3, facet_kws={"sharey": False})
+    for name, ax in grid.axes_dict.items():
+        metric = data[data[col] == name].metric.iloc[0]
+        ax.set_ylabel(YLABEL[metric])
+        ax.set_xlabel("steps (k)")
+        ax.set_title(str(name), fontsize=8)
+        if switch and name in switch:
+            ax.axvline(switch[name] / 1000, color="k", ls="--", lw=1, label="offline → online")
+    grid.figure.suptitle(f"{title} (mean ± std over seeds)", y=1.02, fontsize=10)
+    save(grid.figure, stem)
+
+
+def curves(runs: pd.DataFrame, scores: pd.DataFrame, out_dir: Path) -> None:
+    offline = runs[runs.setting == "offline"]
+    facet_curves(offline, "task", out_dir / "curves_offline", "Offline learning curves per task")
+    per_env = offline.groupby(["env_group", "metric", "seed", "step"], as_index=False).value.mean()
+    facet_curves(per_env, "env_group", out_dir / "curves_env", "Offline learning curves per environment")
+    o2o = runs[runs.setting == "o2o"]
+    switch = scores[scores.setting == "o2o"].groupby("task").offline_steps.first().to_dict() if len(scores) else {}
+    facet_curves(o2o, "task", out_dir / "curves_o2o", "Offline-to-online curves", switch)
+
+
+def aggregates(scores: pd.DataFrame, stem: Path, reps: int, seed: int) -> pd.DataFrame:
+    """IQM and mean over all runs of each suite, with 95 % stratified-bootstrap CIs (fixed bootstrap seed)."""
+    rows = []
+    offline = scores[scores.setting == "offline"] if len(scores) else scores
+    for suite, runs in (offline.groupby("suite") if len(offline) else []):
+        matrix = runs.pivot_table(index="seed", columns="task", values="score").to_numpy()
+        for name, fn in (("IQM", iqm), ("Mean", lambda x: float(np.mean(x)))):
+            point, lo, hi = stratified_bootstrap_ci(matrix, fn, reps=reps, seed=seed)
+            rows.append({"suite": suite, "statistic": name, "value": point, "ci_low": lo, "ci_high": hi,
+                         "runs": int(np.isfinite(matrix).sum()), "tasks": matrix.shape[1]})
+    table = pd.DataFrame(rows)
+    if table.empty:
+        empty(stem, "no offline runs")
+        return table
+    fig, axes = plt.subplots(1, 2, figsize=(8, 0.8 + 0.6 * table.suite.nunique()), sharey=True)
+    for ax, (name, part) in zip(axes, table.groupby("statistic", sort=False)):
+        y = np.arange(len(part))
+        ax.errorbar(part.value, y, xerr=[part.value - part.ci_low, part.ci_high - part.value], fmt="o", capsize=4)
+        ax.set_yticks(y, part.suite)
+        ax.set_title(name)
+        ax.set_xlabel("score (success % or normalized return)")
+    fig.suptitle(f"Aggregate offline scores, 95 % stratified-bootstrap CI ({reps} resamples, seed {seed})")
+    fig.tight_layout()
+    save(fig, stem)
+    return table

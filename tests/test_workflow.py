@@ -1,0 +1,126 @@
+"""The Snakemake workflow: lint, the paper suite's plan, config errors, a reduced quick suite end to end,
+the HTML report in a real browser, and a single-target rerun."""
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mfql.config import known_tasks
+from tests.conftest import ROOT
+
+CI_CONFIG = ROOT / "tests" / "workflow" / "config.yaml"
+
+
+def snakemake(*args, cwd=ROOT, check=True, timeout=1800):
+    proc = subprocess.run(["snakemake", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def job_counts(output: str) -> dict:
+    table = output.split("Job stats:")[1].split("total")[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+def test_lint_is_clean():
+    proc = snakemake("--lint")
+    assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr
+
+
+def test_paper_suite_plan_has_every_task_and_seed():
+    proc = snakemake("-n", "--config", "suite=paper", timeout=300)
+    counts = job_counts(proc.stdout)
+    assert counts["train_offline"] == 68 * 8 + 5 * 4  # 68 state-based tasks x 8 seeds, 5 visual x 4
+    assert counts["finetune_online"] == 15 * 8
+    assert counts["fetch_ogbench"] == 15 and counts["fetch_minari"] == 18
+    planned = set(re.findall(r"results/offline/([^/]+)/seed\d+/final\.pt", proc.stdout))
+    assert planned == set(known_tasks()) and len(planned) == 73
+    o2o = set(re.findall(r"results/o2o/([^/]+)/seed\d+/final\.pt", proc.stdout))
+    assert len(o2o) == 15 and {"antmaze-umaze-v2", "relocate-cloned-v1",
+                               "puzzle-4x4-play-singletask-task4-v0"} <= o2o
+
+
+@pytest.mark.parametrize("override, needle", [
+    (["--config", "suite=huge"], "suite: 'huge' is not defined (valid: quick, paper)"),
+    (["--config", "verify={'alpha': 2, 'strict': False}"], "verify.alpha: 2 is greater than or equal to"),
+])
+def test_bad_config_stops_before_any_job(override, needle, tmp_path):
+    proc = snakemake("-n", *override, check=False)
+    assert proc.returncode != 0 and needle in proc.stdout + proc.stderr
+
+
+def test_bad_value_in_a_user_suite_names_the_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(CI_CONFIG.read_text().replace("model: small", "model: huge"))
+    proc = snakemake("-n", "--configfile", str(bad), check=False)
+    assert proc.returncode != 0
+    assert "suites.ci.model: 'huge' is not one of ['paper', 'small']" in proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """The reduced quick suite, end to end, in a scratch working directory."""
+    work = tmp_path_factory.mktemp("pipeline")
+    snakemake("--snakefile", str(ROOT / "Snakefile"), "--directory", str(work), "--configfile", str(CI_CONFIG),
+              "--cores", "2")
+    snakemake("--snakefile", str(ROOT / "Snakefile"), "--directory", str(work), "--configfile", str(CI_CONFIG),
+              "--report", str(work / "results" / "report.html"))
+    return work
+
+
+def test_quick_suite_produces_tables_figures_and_reports(quick_run):
+    results = quick_run / "results"
+    for name in ("offline", "offline_env", "o2o"):
+        for ext in ("csv", "md", "tex"):
+            assert (results / "tables" / f"{name}.{ext}").stat().st_size > 0
+    for name in ("curves_offline", "curves_env", "curves_o2o", "aggregates"):
+        for ext in ("png", "pdf"):
+            assert (results / "figures" / f"{name}.{ext}").stat().st_size > 1000
+    assert (results / "figures" / "toy" / "toy.png").exists()
+    offline = pd.read_csv(results / "tables" / "offline.csv")
+    assert list(offline.task) == ["cube-single-play-singletask-task1-v0"] and offline.n.iloc[0] == 2
+    o2o = pd.read_csv(results / "tables" / "o2o.csv")
+    assert {"before_mean", "after_mean"} <= set(o2o.columns)
+    report = pd.read_csv(results / "verification" / "report.csv")
+    ours = report[report.task.str.startswith("cube-single")]
+    assert set(ours.status) == {"no reported number"}
+    reported = report[report.reported_mean.notna()]
+    assert set(reported.status) == {"not comparable"}  # the quick suite is honest: nothing to compare
+    assert "Status counts" in (results / "verification" / "report.md").read_text()
+    assert (results / "report.html").stat().st_size > 100_000
+    assert (quick_run / "benchmarks" / "train_offline").is_dir()
+
+
+def test_report_opens_in_a_real_browser(quick_run, tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert browser, "headless Chromium is needed (Debian package chromium; .ci/run installs it)"
+    proc = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path}",
+         "--virtual-time-budget=15000", "--dump-dom", (quick_run / "results" / "report.html").as_uri()],
+        capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    dom = proc.stdout
+    # rendered by the report's JavaScript, not present as such in the HTML source
+    for text in ("Verification", "Learning curves", "Tables"):
+        assert text in dom
+    assert len(dom) > 5000
+
+
+def test_rerunning_one_task_seed_touches_only_its_jobs(quick_run):
+    target = "results/offline/cube-single-play-singletask-task1-v0/seed1/final.pt"
+    args = ["--snakefile", str(ROOT / "Snakefile"), "--directory", str(quick_run), "--configfile", str(CI_CONFIG)]
+    assert "Nothing to be done" in snakemake("-n", *args).stdout
+    proc = snakemake("-n", *args, "--forcerun", target)
+    counts = job_counts(proc.stdout)
+    assert counts["train_offline"] == 1 and "finetune_online" not in counts and "run_toy" not in counts
+    assert counts["evaluate_policy"] == 1 and counts["make_tables"] == 1 and counts["verify_results"] == 1
+    assert "seed=1" in proc.stdout and "seed=0, " not in proc.stdout.split("rule train_offline")[1].split("rule")[0]
+    # and running just that target retrains that one run only
+    single = snakemake(*args, "--cores", "2", "--forcerun", target, "--until", target)
+    assert job_counts(single.stdout) == {"train_offline": 1} or "train_offline" in single.stderr

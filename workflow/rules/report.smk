@@ -1,0 +1,115 @@
+# Aggregation as the paper reports, figures, the toy experiment and the verification report.
+
+
+rule collect_runs:
+    input:
+        eval_files(),
+    output:
+        runs="results/tables/runs.csv",
+        scores="results/tables/scores.csv",
+    log:
+        "logs/collect_runs.log",
+    conda:
+        "../envs/mfql.yaml"
+    params:
+        data_source=SUITE["data_source"],
+    script:
+        "../scripts/collect_runs.py"
+
+
+rule make_tables:
+    input:
+        scores="results/tables/scores.csv",
+    output:
+        **{f"{t}_{ext}": report(f"results/tables/{t}.{ext}", category="Tables", caption="../report/tables.rst")
+           if ext == "md" else f"results/tables/{t}.{ext}" for t in TABLES for ext in ("csv", "md", "tex")},
+    log:
+        "logs/make_tables.log",
+    conda:
+        "../envs/mfql.yaml"
+    script:
+        "../scripts/make_tables.py"
+
+
+rule plot_curves:
+    input:
+        runs="results/tables/runs.csv",
+        scores="results/tables/scores.csv",
+    output:
+        **{f"{f}_{ext}": report(f"results/figures/{f}.{ext}", category="Learning curves",
+                                caption="../report/curves.rst") if ext == "png" else f"results/figures/{f}.{ext}"
+           for f in ("curves_offline", "curves_env", "curves_o2o") for ext in ("png", "pdf")},
+    log:
+        "logs/plot_curves.log",
+    conda:
+        "../envs/mfql.yaml"
+    script:
+        "../scripts/plot_curves.py"
+
+
+rule plot_aggregates:
+    input:
+        scores="results/tables/scores.csv",
+    output:
+        png=report("results/figures/aggregates.png", category="Aggregates", caption="../report/aggregates.rst"),
+        pdf="results/figures/aggregates.pdf",
+        csv="results/tables/aggregates.csv",
+    log:
+        "logs/plot_aggregates.log",
+    conda:
+        "../envs/mfql.yaml"
+    params:
+        reps=config["bootstrap"]["reps"],
+        seed=config["bootstrap"]["seed"],
+    script:
+        "../scripts/plot_aggregates.py"
+
+
+rule run_toy:
+    output:
+        png=report("results/figures/toy/toy.png", category="Toy", caption="../report/toy.rst"),
+        metrics="results/figures/toy/metrics.json",
+        samples="results/figures/toy/samples.npy",
+    log:
+        "logs/run_toy.log",
+    conda:
+        "../envs/mfql.yaml"
+    threads: SUITE["threads"]
+    params:
+        args=" ".join(f"{k}={v}" for k, v in SUITE["toy"].items()),
+    shell:
+        "OMP_NUM_THREADS={threads} python -m mfql.toy out_dir=results/figures/toy {params.args} > {log} 2>&1"
+
+
+rule verify_results:
+    input:
+        scores="results/tables/scores.csv",
+        expected=ROOT / "config/expected/paper_results.csv",
+    output:
+        md=report("results/verification/report.md", category="Verification", caption="../report/verification.rst"),
+        csv="results/verification/report.csv",
+        summary="results/verification/summary.json",
+    log:
+        "logs/verify_results.log",
+    conda:
+        "../envs/mfql.yaml"
+    params:
+        alpha=config["verify"]["alpha"],
+    script:
+        "../scripts/verify_results.py"
+
+
+rule check_verification:
+    # Separate from verify_results so that the report stays on disk when verify.strict fails the run.
+    input:
+        "results/verification/summary.json",
+    output:
+        "results/verification/check.txt",
+    log:
+        "logs/check_verification.log",
+    conda:
+        "../envs/mfql.yaml"
+    params:
+        strict=config["verify"]["strict"],
+    script:
+        "../scripts/check_verification.py"

@@ -1,0 +1,24 @@
+"""Per-task, per-environment and offline-to-online tables as CSV, Markdown and LaTeX."""
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
+
+import pandas as pd  # noqa: E402
+
+from mfql.checkpoint import atomic_write, write_text  # noqa: E402
+from mfql.results import display_table, per_env, per_task, to_latex, to_markdown  # noqa: E402
+
+scores = pd.read_csv(snakemake.input.scores)  # noqa: F821
+n_seeds = scores.groupby(["setting", "task"]).seed.nunique().max() if len(scores) else 0
+tables = {
+    "offline": (per_task(scores, "offline"), "offline", "Offline results per task"),
+    "offline_env": (per_env(scores), "offline", "Offline results per environment (mean over its tasks)"),
+    "o2o": (per_task(scores, "o2o"), "o2o", "Offline-to-online results, before -> after fine-tuning"),
+}
+for name, (table, setting, caption) in tables.items():
+    caption = f"{caption}: mean ± std over seeds (up to {n_seeds}); OGBench success %, D4RL normalized return"
+    out = snakemake.output  # noqa: F821
+    atomic_write(out[f"{name}_csv"], lambda tmp, t=table: t.to_csv(tmp, index=False))
+    shown = display_table(table, setting)
+    write_text(out[f"{name}_md"], f"{caption}\n\n" + to_markdown(shown))
+    write_text(out[f"{name}_tex"], to_latex(shown, caption))
