@@ -31,6 +31,16 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 
 
+rule data:
+    input:
+        sorted({checksum_file(t) for setting in ("offline", "o2o") for t in tasks_of(setting)}),
+
+
+rule runs:
+    input:
+        eval_files(),
+
+
 rule offline:
     input:
         run_files("offline"),
