@@ -13,9 +13,11 @@ import time
 
 import numpy as np
 import torch
+import yaml
+from torch.utils.flop_counter import FlopCounterMode
 
 from mfql.agent import MeanFlowQL
-from mfql.config import ConfigError, compose, run_cli
+from mfql.config import CONFIG_DIR, ConfigError, compose, known_tasks, load_task, run_cli
 from mfql.networks import count_params
 from mfql.train import resolve_device
 
@@ -58,13 +60,30 @@ def bench_model(model: str, device: torch.device, updates: int, act_repeats: int
     batch = synthetic_batch(cfg.batch_size, device)
     step = iter(range(1, 10**9))
     per_update = timed(lambda: agent.update(batch, next(step)), updates, device)
+    with FlopCounterMode(display=False) as counter:
+        agent.update(batch, next(step))
+    flops = counter.get_total_flops()
     out = {"updates_per_s": 1.0 / per_update, "ms_per_update": 1e3 * per_update,
+           "gflop_per_update": flops / 1e9, "achieved_gflop_per_s": flops / per_update / 1e9,
            "actor_params": count_params(agent.actor), "critic_params": count_params(agent.critic),
            "batch_size": cfg.batch_size, "num_candidates": cfg.num_candidates}
     for batch_size in (1, 50):
         obs = torch.randn(batch_size, OBS_DIM, device=device)
         out[f"act_latency_ms_batch{batch_size}"] = 1e3 * timed(lambda: agent.act(obs), act_repeats, device)
     return out
+
+
+def paper_suite_updates() -> dict:
+    """Gradient updates of the paper suite (config/config.yaml): offline budgets x seeds, plus O2O runs."""
+    suite = yaml.safe_load((CONFIG_DIR.parent / "config.yaml").read_text())["suites"]["paper"]
+    offline = o2o = 0
+    for name in known_tasks():
+        task = load_task(name)
+        seeds = suite["offline"]["visual_seeds"] if task.get("visual", False) else suite["offline"]["seeds"]
+        offline += len(seeds) * int(task.offline_steps)
+        if "o2o" in task:
+            o2o += len(suite["o2o"]["seeds"]) * (int(task.o2o.offline_steps) + suite["o2o"]["args"]["online_steps"])
+    return {"offline": offline, "o2o": o2o, "total": offline + o2o}
 
 
 def main(argv: list[str]) -> None:
@@ -78,6 +97,12 @@ def main(argv: list[str]) -> None:
         "torch": torch.__version__, "threads": torch.get_num_threads(),
         "paper": bench_model("paper", device, cfg.updates, cfg.act_repeats),
         "small": bench_model("small", device, cfg.updates * 4, cfg.act_repeats),
+    }
+    updates = paper_suite_updates()
+    result["paper_suite"] = {
+        "updates": updates,
+        "pflop": updates["total"] * result["paper"]["gflop_per_update"] / 1e6,
+        "hours_at_measured_rate": updates["total"] / result["paper"]["updates_per_s"] / 3600,
     }
     json.dump(result, sys.stdout, indent=2)
     sys.stdout.write("\n")

@@ -67,6 +67,9 @@ def train_config(argv: list[str]) -> DictConfig:
     """Compose the run config: train.yaml <- task file (offline, then o2o section if online) <- command line."""
     cfg = compose("train", argv)
     task = load_task(cfg.task)
+    if task.get("visual", False):
+        raise ConfigError(f"task={cfg.task!r} is pixel-based and needs an image encoder, which mfql does not have "
+                          "yet (valid: the 68 state-based tasks of config/mfql/tasks/)")
     online = int(cfg.online_steps) > 0
     layers = [cfg, {"agent": task.get("agent", {})}]
     if online:

@@ -28,15 +28,17 @@ def cluster():
     return True
 
 
-def profile_run(work, config, *extra, timeout=1500):
-    """`snakemake --profile slurm` typed literally in the repository root, working in a scratch folder."""
+def profile_run(work, config, suite, *extra):
+    """`snakemake --profile slurm` typed literally in the repository root, working in a scratch folder; the
+    suite is chosen on the command line, as a user does (the profile's default is the paper suite)."""
     return subprocess.Popen(
-        ["snakemake", "--profile", "slurm", "--directory", str(work), "--configfile", str(config), *extra],
+        ["snakemake", "--profile", "slurm", "--directory", str(work), "--configfile", str(config),
+         "--config", f"suite={suite}", *extra],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def test_quick_suite_runs_through_sbatch(cluster, tmp_path):
-    proc = profile_run(tmp_path, CI_CONFIG)
+    proc = profile_run(tmp_path, CI_CONFIG, "ci")
     out, _ = proc.communicate(timeout=1500)
     assert proc.returncode == 0, out[-4000:]
     assert (tmp_path / "results" / "verification" / "report.md").exists()
@@ -54,7 +56,7 @@ def test_quick_suite_runs_through_sbatch(cluster, tmp_path):
 
 
 def test_cancelled_training_job_is_retried_and_resumes(cluster, tmp_path):
-    proc = profile_run(tmp_path, SLURM_CONFIG)
+    proc = profile_run(tmp_path, SLURM_CONFIG, "slurm")
     state = tmp_path / RUN / "_resume" / "state.pt"
     deadline, cancelled_at = time.time() + 900, None
     while time.time() < deadline and proc.poll() is None:

@@ -110,6 +110,6 @@ rule check_verification:
     conda:
         "../envs/mfql.yaml"
     params:
-        strict=config["verify"]["strict"],
+        strict=config["strict"],
     script:
         "../scripts/check_verification.py"
