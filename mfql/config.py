@@ -110,10 +110,12 @@ def validate_train(cfg: DictConfig) -> None:
 
 
 def run_cli(main, argv: list[str] | None = None) -> None:
-    """Run ``main(argv)``; a ConfigError (or a missing dataset) ends with one line on stderr and exit code 2."""
+    """Run ``main(argv)``; a ConfigError or a missing or wrong dataset ends with one line on stderr, exit 2."""
+    from mfql.data import DatasetError
+
     argv = sys.argv[1:] if argv is None else argv
     try:
         main(argv)
-    except (ConfigError, FileNotFoundError) as exc:
+    except (ConfigError, DatasetError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

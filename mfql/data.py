@@ -8,6 +8,7 @@ actions clipped to +-(1 - 1e-5)). Dataset folders are always passed explicitly, 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -50,6 +51,25 @@ def missing_data_message(task: str, suite: str, data_dir: str | Path) -> str:
             f"`python -m mfql.fetch dataset={MINARI_IDS[task]} data_dir={data_dir}`")
 
 
+class DatasetError(ValueError):
+    """A dataset that is present but not the one recorded (one line for the user)."""
+
+
+def verify_recorded_checksums(task: str, suite: str, data_dir: str | Path) -> None:
+    """Compare the dataset's files with the SHA-256 recorded when it was fetched or rebuilt, if recorded."""
+    data_dir = Path(data_dir)
+    name = ogbench_dataset_name(task) if suite == "ogbench" else MINARI_IDS[task]
+    record = data_dir / "checksums" / f"{'__'.join(name.split('/'))}.json"
+    if not record.is_file():
+        return
+    for rel, expected in json.loads(record.read_text()).items():
+        path = data_dir / rel
+        if not path.is_file() or checksum([path]) != expected:
+            how = missing_data_message(task, suite, data_dir).split("; ", 1)[1]
+            raise DatasetError(f"dataset {name}: {path} does not match the checksum recorded in {record}; "
+                               f"get it again: {how}")
+
+
 def checksum(paths: list[Path]) -> str:
     digest = hashlib.sha256()
     for path in paths:
@@ -66,6 +86,7 @@ def load_ogbench(task: str, data_dir: str | Path):
     files = dataset_files(task, "ogbench", data_dir)
     if not all(f.is_file() for f in files):
         raise FileNotFoundError(missing_data_message(task, "ogbench", data_dir))
+    verify_recorded_checksums(task, "ogbench", data_dir)
     env, train, _ = ogbench.make_env_and_datasets(
         task, dataset_dir=str(files[0].parent), success_timing="post")
     dataset = {k: np.asarray(train[k], dtype=np.float32) for k in KEYS}
@@ -93,6 +114,7 @@ def load_minari(task: str, data_dir: str | Path):
     set_minari_root(data_dir)
     if not (Path(data_dir) / "minari" / MINARI_IDS[task]).is_dir():
         raise FileNotFoundError(missing_data_message(task, "d4rl", data_dir))
+    verify_recorded_checksums(task, "d4rl", data_dir)
     ds = minari.load_dataset(MINARI_IDS[task])
     parts: dict[str, list[np.ndarray]] = {k: [] for k in KEYS}
     for episode in ds.iterate_episodes():

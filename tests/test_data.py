@@ -87,3 +87,37 @@ def test_minari_adroit_keeps_raw_rewards(minari_dir):
     _, data = load_minari("pen-cloned-v1", minari_dir)
     assert data["observations"].shape == (2 * 20, 45) and data["actions"].shape == (40, 24)
     assert data["rewards"].max() > 0  # no shift
+
+
+def test_datagen_is_deterministic_for_a_seed(tmp_path):
+    from tests.conftest import run_module
+
+    for name in ("a", "b", "c"):
+        seed = "1" if name != "c" else "2"
+        run_module("mfql.datagen", "dataset=puzzle-3x3-play-v0", "episodes=1", "val_episodes=1",
+                   "episode_steps=40", f"out_dir={tmp_path / name}", f"seed={seed}")
+    a, b, c = (np.load(tmp_path / n / "puzzle-3x3-play-v0.npz") for n in ("a", "b", "c"))
+    assert set(a.files) == {"observations", "actions", "terminals", "qpos", "qvel", "button_states"}
+    for key in a.files:
+        np.testing.assert_array_equal(a[key], b[key])
+    assert not np.array_equal(a["actions"], c["actions"])
+
+
+def test_a_wrong_dataset_file_is_refused_with_both_ways_to_get_it(tmp_path, ogbench_dir):
+    import json
+    import shutil
+
+    from mfql.data import DatasetError
+    from tests.conftest import run_module
+
+    data = tmp_path / "data"
+    shutil.copytree(ogbench_dir, data / "ogbench")
+    run_module("mfql.fetch", "dataset=cube-single-play-v0", f"data_dir={data}", "checksum_only=true")
+    record = json.loads((data / "checksums" / "cube-single-play-v0.json").read_text())
+    assert set(record) == {"ogbench/cube-single-play-v0.npz", "ogbench/cube-single-play-v0-val.npz"}
+    load_ogbench("cube-single-play-singletask-task1-v0", data)  # matches: loads
+    shutil.copy(data / "ogbench" / "cube-single-play-v0-val.npz", data / "ogbench" / "cube-single-play-v0.npz")
+    with pytest.raises(DatasetError) as err:
+        load_ogbench("cube-single-play-singletask-task1-v0", data)
+    msg = str(err.value)
+    assert "cube-single-play-v0" in msg and "mfql.fetch" in msg and "mfql.datagen" in msg
