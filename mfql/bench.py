@@ -7,7 +7,6 @@ Measures training updates/s of the paper model and of the small CPU model, one-s
 from __future__ import annotations
 
 import json
-import platform
 import sys
 import time
 
@@ -19,7 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from mfql.agent import MeanFlowQL
 from mfql.config import CONFIG_DIR, ConfigError, compose, known_tasks, load_task, run_cli
 from mfql.networks import count_params
-from mfql.train import resolve_device
+from mfql.train import device_name, resolve_device
 
 OBS_DIM, ACTION_DIM = 28, 5
 
@@ -69,7 +68,8 @@ def bench_model(model: str, device: torch.device, updates: int, act_repeats: int
            "batch_size": cfg.batch_size, "num_candidates": cfg.num_candidates}
     for batch_size in (1, 50):
         obs = torch.randn(batch_size, OBS_DIM, device=device)
-        out[f"act_latency_ms_batch{batch_size}"] = 1e3 * timed(lambda: agent.act(obs), act_repeats, device)
+        act = lambda obs=obs: agent.act(obs)  # noqa: E731
+        out[f"act_latency_ms_batch{batch_size}"] = 1e3 * timed(act, act_repeats, device)
     return out
 
 
@@ -93,7 +93,7 @@ def main(argv: list[str]) -> None:
     device = resolve_device(cfg.device)
     result = {
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+        "device_name": device_name(device),
         "torch": torch.__version__, "threads": torch.get_num_threads(),
         "paper": bench_model("paper", device, cfg.updates, cfg.act_repeats),
         "small": bench_model("small", device, cfg.updates * 4, cfg.act_repeats),

@@ -61,7 +61,6 @@ def collect(env_name: str, kind: str, episodes: int, episode_steps: int, seed: i
             noise_smoothing: float, min_norm: float, desc: str) -> dict[str, np.ndarray]:
     """Roll out the oracles; the oracles draw from NumPy's global RNG, the env from its own seeded RNG."""
     import gymnasium
-
     import ogbench.manipspace  # noqa: F401  (registers the environments)
 
     np.random.seed(seed)

@@ -24,7 +24,8 @@ YLABEL = {"success": "OGBench success rate (%)", "normalized_return": "D4RL norm
 def save(fig, stem: Path) -> None:
     """stem.png and stem.pdf, each written atomically."""
     for ext in ("png", "pdf"):
-        atomic_write(stem.with_suffix(f".{ext}"), lambda tmp, ext=ext: fig.savefig(tmp, format=ext, dpi=120, bbox_inches="tight"))
+        atomic_write(stem.with_suffix(f".{ext}"),
+                     lambda tmp, ext=ext: fig.savefig(tmp, format=ext, dpi=120, bbox_inches="tight"))
     plt.close(fig)
 
 

@@ -114,10 +114,15 @@ def main(argv: list[str]) -> None:
     w2 = wasserstein2(samples, data)
     baseline = single_gaussian_w2(sample_mixture(cfg.samples, rng), data, rng)
     floor = wasserstein2(sample_mixture(cfg.samples, rng), data)  # sampling noise: data vs fresh data
-    atomic_write(out / "samples.npy", lambda tmp: np.save(open(tmp, "wb"), samples))
+    def save_samples(tmp: str) -> None:
+        with open(tmp, "wb") as handle:
+            np.save(handle, samples)
+
+    atomic_write(out / "samples.npy", save_samples)
     plot(out / "toy.png", data, samples, w2)
-    metrics = {"w2": w2, "w2_single_gaussian": baseline, "w2_data_vs_data": floor, "steps": cfg.steps, "samples": cfg.samples,
-               "model": cfg.model, "seed": cfg.seed, "final_loss": float(np.mean(losses[-100:]))}
+    metrics = {"w2": w2, "w2_single_gaussian": baseline, "w2_data_vs_data": floor, "steps": cfg.steps,
+               "samples": cfg.samples, "model": cfg.model, "seed": cfg.seed,
+               "final_loss": float(np.mean(losses[-100:]))}
     write_json(out / "metrics.json", metrics)
     log.info("W2 to data: %.4f (single Gaussian: %.4f; data vs data: %.4f)", w2, baseline, floor)
 

@@ -9,7 +9,6 @@ in out_dir/_resume/: killing the process and rerunning the same command continue
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import platform
 import subprocess
@@ -40,6 +39,10 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "cpu")
 
 
 def git_commit() -> str:
@@ -105,7 +108,7 @@ class Run:
             "task": self.cfg.task, "suite": self.cfg.suite, "seed": self.cfg.seed, "parity": self.cfg.parity,
             "config_hash": self.config_hash, "git_commit": git_commit(), "versions": versions(),
             "device": str(self.device),
-            "device_name": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else platform.processor(),
+            "device_name": device_name(self.device),
             "dataset": {"source": "ogbench" if self.cfg.suite == "ogbench" else "minari",
                         "files": [str(f) for f in files], "sha256": checksum(files),
                         "transitions": self.buffer.num_offline},
