@@ -6,6 +6,7 @@ timestamped output folders, and so that a bad option fails with one line naming 
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -104,6 +105,10 @@ def validate_train(cfg: DictConfig) -> None:
         raise ConfigError(f"env_max_steps={cfg.env_max_steps!r} is not valid (valid: null or an integer >= 1)")
     if not isinstance(cfg.seed, int) or cfg.seed < 0:
         raise ConfigError(f"seed={cfg.seed!r} is not valid (valid: an integer >= 0)")
+    package = {"tensorboard": "tensorboard", "wandb": "wandb"}.get(cfg.tracker)
+    if package and importlib.util.find_spec(package) is None:
+        raise ConfigError(f"tracker={cfg.tracker} needs the {package} package (pip install {package}), "
+                          "or tracker=none")
     device = str(cfg.device)
     if not (device in ("auto", "cpu", "cuda") or device.startswith("cuda:")):
         raise ConfigError(f"device={device!r} is not valid (valid: auto, cpu, cuda, cuda:N)")

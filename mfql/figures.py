@@ -77,14 +77,15 @@ def aggregates(scores: pd.DataFrame, stem: Path, reps: int, seed: int) -> pd.Dat
     if table.empty:
         empty(stem, "no offline runs")
         return table
-    fig, axes = plt.subplots(1, 2, figsize=(8, 0.8 + 0.6 * table.suite.nunique()), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(8, 2.0 + 0.5 * table.suite.nunique()), sharey=True)
     for ax, (name, part) in zip(axes, table.groupby("statistic", sort=False)):
         y = np.arange(len(part))
         ax.errorbar(part.value, y, xerr=[part.value - part.ci_low, part.ci_high - part.value], fmt="o", capsize=4)
         ax.set_yticks(y, part.suite)
         ax.set_title(name)
         ax.set_xlabel("score (success % or normalized return)")
-    fig.suptitle(f"Aggregate offline scores, 95 % stratified-bootstrap CI ({reps} resamples, seed {seed})")
-    fig.tight_layout()
+    fig.suptitle(f"Aggregate offline scores, 95 % stratified-bootstrap CI ({reps} resamples, seed {seed})",
+                 fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
     save(fig, stem)
     return table

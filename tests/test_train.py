@@ -122,6 +122,7 @@ def test_d4rl_task_trains_on_minari_data_offline_to_online(tmp_path, minari_dir)
     (["offline_steps=-1"], "offline_steps=-1 is not valid"),
     (["device=tpu"], "device='tpu' is not valid"),
     (["task=visual-cube-single-play-singletask-task1-v0"], "is pixel-based and needs an image encoder"),
+    (["tracker=mlflow"], "tracker='mlflow' is not valid (valid: none, tensorboard, wandb)"),
 ])
 def test_bad_input_fails_with_one_line_and_writes_nothing(tmp_path, args, needle):
     out = tmp_path / "never"
