@@ -24,7 +24,7 @@ from tqdm import tqdm
 from mfql.agent import MeanFlowQL
 from mfql.buffer import ReplayBuffer
 from mfql.checkpoint import rng_state, save_torch, seed_everything, set_rng_state, write_json, write_text
-from mfql.config import run_cli, train_config
+from mfql.config import CONFIG_DIR, run_cli, train_config
 from mfql.data import checksum, dataset_files, flatten_obs, load_minari, load_ogbench, observation_stats
 from mfql.envs import make_env, metric_name, online_reward
 from mfql.evaluate import episode_seed, run_episodes
@@ -229,8 +229,14 @@ class Run:
 
 
 def main(argv: list[str]) -> None:
+    if "--help" in argv or "-h" in argv:  # the commented defaults are the documentation of every option
+        print(__doc__.strip() + "\n\n" + (CONFIG_DIR / "train.yaml").read_text())
+        return
+    cfg = train_config([a for a in argv if a != "--cfg"])
+    if "--cfg" in argv:  # print the fully resolved config of this command, write nothing
+        print(OmegaConf.to_yaml(cfg, resolve=True), end="")
+        return
     setup_logging()
-    cfg = train_config(argv)
     Run(cfg).run()
 
 

@@ -142,3 +142,12 @@ def test_missing_dataset_is_a_clear_error(tmp_path):
     assert proc.returncode == 2
     assert "cube-single-play-v0" in proc.stderr and "mfql.datagen" in proc.stderr and "mfql.fetch" in proc.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_cfg_prints_the_resolved_config_and_writes_nothing(tmp_path):
+    out = tmp_path / "never"
+    proc = run_module("mfql.train", f"task={TASK}", f"out_dir={out}", "agent.alpha=7", "model=small", "--cfg")
+    assert "alpha: 7" in proc.stdout and "actor: mlp" in proc.stdout and "offline_steps: 1000000" in proc.stdout
+    assert not out.exists()
+    helptext = run_module("mfql.train", "--help").stdout
+    assert "python -m mfql.train task=" in helptext and "eval_episodes: 50" in helptext
