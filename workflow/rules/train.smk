@@ -20,7 +20,7 @@ rule train_offline:
     resources:
         gpu=SUITE["gpu"],
         mem_mb=SUITE["mem_mb"],
-        runtime=SUITE["runtime"],
+        runtime=lambda wc, attempt: SUITE["runtime"] * attempt,  # a retried job also gets more time
         cpus_per_task=SUITE["threads"],
     params:
         data_dir=DATA,
@@ -48,7 +48,7 @@ rule finetune_online:
     resources:
         gpu=SUITE["gpu"],
         mem_mb=SUITE["mem_mb"],
-        runtime=2 * SUITE["runtime"],
+        runtime=lambda wc, attempt: 2 * SUITE["runtime"] * attempt,
         cpus_per_task=SUITE["threads"],
     params:
         data_dir=DATA,
