@@ -22,7 +22,7 @@ def test_regenerated_ogbench_layout(ogbench_dir):
 
 
 def test_regenerated_data_loads_through_ogbench_and_relabels_per_task(ogbench_dir):
-    rewards = {}
+    goals = {}
     for task_id in (1, 2, 3):
         env, data = load_ogbench(f"cube-single-play-singletask-task{task_id}-v0", ogbench_dir.parent)
         assert data["observations"].shape == (400, 28) and data["next_observations"].shape == (400, 28)
@@ -36,8 +36,8 @@ def test_regenerated_data_loads_through_ogbench_and_relabels_per_task(ogbench_di
         np.testing.assert_array_equal(data["rewards"], success.astype(np.float32) - 1.0)
         np.testing.assert_array_equal(data["masks"], 1.0 - success)
         assert np.abs(data["actions"]).max() <= 1 - 1e-5
-        rewards[task_id] = goal.copy()
-    assert not np.allclose(rewards[1], rewards[2])  # each task has its own goal
+        goals[task_id] = goal.copy()
+    assert not np.allclose(goals[1], goals[2])  # each task has its own goal
 
 
 def test_missing_ogbench_data_names_both_ways_to_get_it(tmp_path):

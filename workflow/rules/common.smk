@@ -64,8 +64,9 @@ def checksum_file(task):
     return f"{DATA}/checksums/{flat}.json"
 
 
-def train_args(setting, wildcards):
-    args = dict(SUITE[setting].get("args", {}))
+def train_args(setting):
+    """The suite's extra `python -m mfql.train` options, the same for every task and seed of a setting."""
+    args = dict(SUITE.get(setting, {}).get("args", {}))
     args.update(model=SUITE["model"], device="auto")
     return " ".join(f"{k}={'null' if v is None else v}" for k, v in args.items())
 

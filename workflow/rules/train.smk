@@ -24,7 +24,7 @@ rule train_offline:
         cpus_per_task=SUITE["threads"],
     params:
         data_dir=DATA,
-        args=lambda wc: train_args("offline", wc),
+        args=train_args("offline"),
     shell:
         "OMP_NUM_THREADS={threads} python -m mfql.train task={wildcards.task} seed={wildcards.seed} "
         "out_dir=results/offline/{wildcards.task}/seed{wildcards.seed} data_dir={params.data_dir} {params.args} > {log} 2>&1"
@@ -52,7 +52,7 @@ rule finetune_online:
         cpus_per_task=SUITE["threads"],
     params:
         data_dir=DATA,
-        args=lambda wc: train_args("o2o", wc),
+        args=train_args("o2o"),
     shell:
         "OMP_NUM_THREADS={threads} python -m mfql.train task={wildcards.task} seed={wildcards.seed} "
         "out_dir=results/o2o/{wildcards.task}/seed{wildcards.seed} data_dir={params.data_dir} {params.args} > {log} 2>&1"
