@@ -22,7 +22,7 @@ rule all:
     default_target: True
 
 
-localrules: all, fetch_ogbench, fetch_minari, collect_runs, make_tables, plot_curves, plot_aggregates, verify_results, check_verification
+localrules: all, run_files, fetch_ogbench, fetch_minari, collect_runs, make_tables, plot_curves, plot_aggregates, verify_results, check_verification
 
 
 include: "workflow/rules/data.smk"

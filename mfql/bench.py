@@ -16,9 +16,9 @@ import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
 from mfql.agent import MeanFlowQL
-from mfql.config import CONFIG_DIR, ConfigError, compose, known_tasks, load_task, run_cli
+from mfql.config import CONFIG_DIR, compose, known_tasks, load_task, require_int, run_cli
+from mfql.devices import device_name, resolve_device, set_threads
 from mfql.networks import count_params
-from mfql.train import device_name, resolve_device
 
 OBS_DIM, ACTION_DIM = 28, 5
 
@@ -88,9 +88,10 @@ def paper_suite_updates() -> dict:
 
 def main(argv: list[str]) -> None:
     cfg = compose("bench", argv)
-    if not isinstance(cfg.updates, int) or cfg.updates < 1:
-        raise ConfigError(f"updates={cfg.updates!r} is not valid (valid: an integer >= 1)")
+    require_int(cfg, "updates", 1)
+    require_int(cfg, "act_repeats", 1)
     device = resolve_device(cfg.device)
+    set_threads(cfg.threads)
     result = {
         "device": str(device),
         "device_name": device_name(device),
@@ -109,4 +110,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(main, "bench")

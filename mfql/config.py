@@ -6,14 +6,21 @@ timestamped output folders, and so that a bad option fails with one line naming 
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import math
+import os
+import re
 import sys
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config" / "mfql"
 TASK_DIR = CONFIG_DIR / "tasks"
+TASK_RE = re.compile(r"^[a-z0-9][a-z0-9x-]*-v[0-9]$")
+# Keys that only say where files go or how the job runs; they never change a run's result.
+PLACEMENT_KEYS = ("out_dir", "data_dir", "device", "threads", "tracker", "overwrite")
 
 
 class ConfigError(ValueError):
@@ -34,13 +41,118 @@ def compose(name: str, overrides: list[str]) -> DictConfig:
             cfg = hydra_compose(config_name=name, overrides=overrides)
     except (HydraException, OmegaConfBaseException) as exc:
         key = _bad_key(exc, overrides)
+        group = key.split("=", 1)[0]
+        if (CONFIG_DIR / group).is_dir():  # a config group: name its choices
+            choices = ", ".join(sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml")))
+            raise ConfigError(f"{group}={key.split('=', 1)[-1]!r} is not valid (valid: {choices})") from None
         base = OmegaConf.load(CONFIG_DIR / f"{name}.yaml")
-        valid = ", ".join(k for k in base if k != "agent") + (", agent.<key>" if "agent" in base else "")
+        valid = ", ".join(k for k in base if k not in ("agent", "defaults"))
+        valid += (", agent.<key>" if "agent" in base else "") + "".join(
+            f", {g}" for g in _groups(name))
         raise ConfigError(f"unknown or malformed option {key!r} (valid: {valid})") from None
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(f"missing required option(s): {', '.join(m + '=...' for m in missing)}")
+    check_types(cfg, defaults(name))
     return cfg
+
+
+def _groups(name: str) -> list[str]:
+    """The config groups a config file's defaults list names (``model`` for train)."""
+    base = OmegaConf.load(CONFIG_DIR / f"{name}.yaml")
+    return [next(iter(d)) for d in base.get("defaults", []) if isinstance(d, DictConfig)]
+
+
+@functools.lru_cache(maxsize=None)
+def defaults(name: str) -> DictConfig:
+    """A command's composed defaults (required keys left as ???): the types every option must keep."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return hydra_compose(config_name=name, overrides=[])
+
+
+def _type_error(key: str, value, valid: str) -> ConfigError:
+    return ConfigError(f"{key}={value!r} is not valid (valid: {valid})")
+
+
+def check_types(cfg: DictConfig, base: DictConfig, prefix: str = "") -> None:
+    """Every option keeps its default's type: integers stay integers, numbers are finite, flags are booleans.
+
+    ``agent.alpha=abc`` or ``agent.alpha=nan`` then fails here with one line, not deep inside training.
+    """
+    for key in base:
+        if key == "defaults" or OmegaConf.is_missing(base, key) or key not in cfg:
+            continue
+        name, default, value = prefix + str(key), base[key], cfg[key]
+        if isinstance(default, DictConfig):
+            if not isinstance(value, DictConfig):
+                raise _type_error(name, value, "a mapping")
+            check_types(value, default, name + ".")
+        elif isinstance(default, ListConfig):
+            numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in default)
+            if not isinstance(value, ListConfig) or len(value) == 0 or (numbers and not all(
+                    _is_number(v) for v in value)):
+                kind = "a list of finite numbers" if numbers else "a list"
+                raise _type_error(name, value, f"{kind}, e.g. {list(default)}")
+        elif isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise _type_error(name, value, "true or false")
+        elif isinstance(default, int):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise _type_error(name, value, "an integer")
+        elif isinstance(default, float):
+            if not _is_number(value):
+                raise _type_error(name, value, "a finite number")
+        elif isinstance(default, str):
+            if not isinstance(value, str):
+                raise _type_error(name, value, "a string")
+        elif default is None and value is not None and not _is_number(value) and not isinstance(value, str):
+            raise _type_error(name, value, "null, a number or a string")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def require_int(cfg: DictConfig, key: str, minimum: int, nullable: bool = False) -> None:
+    value = OmegaConf.select(cfg, key)
+    if nullable and value is None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise _type_error(key, value, ("null or " if nullable else "") + f"an integer >= {minimum}")
+
+
+def require_positive(cfg: DictConfig, key: str, nullable: bool = False) -> None:
+    value = OmegaConf.select(cfg, key)
+    if nullable and value is None:
+        return
+    if not _is_number(value) or value <= 0:
+        raise _type_error(key, value, ("null or " if nullable else "") + "a finite number > 0")
+
+
+def check_out_dir(key: str, path: str | Path) -> Path:
+    """An output folder that is (or can become) a writable folder; checked before any work starts."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{key}={str(path)!r} is a file (valid: a folder, new or existing)")
+    parent = path
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{key}={str(path)!r} is inside {str(parent)!r}, which is a file (valid: a folder path)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}={str(path)!r} is not writable: no write permission on {str(parent)!r}")
+    return path
+
+
+def check_in_dir(key: str, path: str | Path) -> Path:
+    """An input folder: missing is left to the loader's own message; a file in its place is an error."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{key}={str(path)!r} is a file (valid: a folder)")
+    return path
 
 
 def _bad_key(exc: Exception, overrides: list[str]) -> str:
@@ -56,11 +168,12 @@ def known_tasks() -> list[str]:
 
 
 def load_task(task: str) -> DictConfig:
-    path = TASK_DIR / f"{task}.yaml"
-    if not path.is_file():
-        close = [t for t in known_tasks() if task.split("-")[0] in t][:4]
+    # The id becomes a file name: only the id grammar, never a path (task=../model/small).
+    path = TASK_DIR / f"{task}.yaml" if isinstance(task, str) and TASK_RE.match(task) else None
+    if path is None or not path.is_file():
+        close = [t for t in known_tasks() if str(task).split("-")[0] in t][:4]
         hint = f"e.g. {', '.join(close)}" if close else f"{len(known_tasks())} ids in {TASK_DIR}"
-        raise ConfigError(f"unknown task {task!r} (valid: the paper's task ids, {hint})")
+        raise ConfigError(f"task={task!r} is not a known task (valid: the paper's task ids, {hint})")
     return OmegaConf.load(path)
 
 
@@ -95,16 +208,22 @@ def validate_train(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if value not in valid:
             raise ConfigError(f"{key}={value!r} is not valid (valid: {', '.join(valid)})")
-    for key in ("offline_steps", "online_steps", "eval_interval", "eval_episodes", "log_interval",
-                "checkpoint_interval", "agent.num_candidates", "agent.batch_size", "agent.time_steps"):
-        value = OmegaConf.select(cfg, key)
-        minimum = 0 if key in ("offline_steps", "online_steps", "eval_episodes") else 1
-        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            raise ConfigError(f"{key}={value!r} is not valid (valid: an integer >= {minimum})")
-    if cfg.env_max_steps is not None and (not isinstance(cfg.env_max_steps, int) or cfg.env_max_steps < 1):
-        raise ConfigError(f"env_max_steps={cfg.env_max_steps!r} is not valid (valid: null or an integer >= 1)")
-    if not isinstance(cfg.seed, int) or cfg.seed < 0:
-        raise ConfigError(f"seed={cfg.seed!r} is not valid (valid: an integer >= 0)")
+    for key in ("offline_steps", "online_steps", "eval_episodes", "seed"):
+        require_int(cfg, key, 0)
+    for key in ("eval_interval", "log_interval", "checkpoint_interval", "buffer_size", "agent.num_candidates",
+                "agent.batch_size", "agent.time_steps", "agent.num_q_heads", "agent.alpha_update_interval",
+                "agent.alpha_window", "agent.actor_hidden_dim", "agent.actor_depth", "agent.actor_num_heads"):
+        require_int(cfg, key, 1)
+    require_int(cfg, "env_max_steps", 1, nullable=True)
+    for key in ("agent.lr", "agent.alpha", "agent.tau", "agent.sigma", "agent.grad_clip", "agent.target_clip"):
+        require_positive(cfg, key)
+    require_positive(cfg, "agent.critic_lr", nullable=True)
+    if not 0 < cfg.agent.discount <= 1:
+        raise _type_error("agent.discount", cfg.agent.discount, "a number in (0, 1]")
+    if cfg.agent.actor_hidden_dim % cfg.agent.actor_num_heads:
+        raise _type_error("agent.actor_num_heads", cfg.agent.actor_num_heads,
+                          f"a divisor of agent.actor_hidden_dim={cfg.agent.actor_hidden_dim}")
+    require_int(cfg, "threads", 1, nullable=True)
     package = {"tensorboard": "tensorboard", "wandb": "wandb"}.get(cfg.tracker)
     if package and importlib.util.find_spec(package) is None:
         raise ConfigError(f"tracker={cfg.tracker} needs the {package} package (pip install {package}), "
@@ -114,13 +233,30 @@ def validate_train(cfg: DictConfig) -> None:
         raise ConfigError(f"device={device!r} is not valid (valid: auto, cpu, cuda, cuda:N)")
 
 
-def run_cli(main, argv: list[str] | None = None) -> None:
-    """Run ``main(argv)``; a ConfigError or a missing or wrong dataset ends with one line on stderr, exit 2."""
+class RunError(RuntimeError):
+    """A run that cannot go on (diverged, folder in use); one line for the user, exit 3."""
+
+
+def run_cli(main, config_name: str, argv: list[str] | None = None) -> None:
+    """Run ``main(argv)`` with ``--help`` (the command's usage and commented options) for every command.
+
+    A bad option, a missing or wrong dataset or an unusable checkpoint ends with one line on stderr and exit 2;
+    a run that cannot go on (diverged, folder in use) with one line and exit 3.
+    """
+    from mfql.checkpoint import CheckpointError
     from mfql.data import DatasetError
 
     argv = sys.argv[1:] if argv is None else argv
+    if "--help" in argv or "-h" in argv:
+        doc = (sys.modules[main.__module__].__doc__ or "").strip()
+        print(doc + "\n\nOptions (key=value), with their defaults:\n\n" +
+              (CONFIG_DIR / f"{config_name}.yaml").read_text())
+        return
     try:
         main(argv)
-    except (ConfigError, DatasetError, FileNotFoundError) as exc:
+    except (ConfigError, DatasetError, CheckpointError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except RunError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(3)

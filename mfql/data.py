@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -52,22 +54,33 @@ def missing_data_message(task: str, suite: str, data_dir: str | Path) -> str:
 
 
 class DatasetError(ValueError):
-    """A dataset that is present but not the one recorded (one line for the user)."""
+    """A dataset that is present but damaged, not the one recorded, or not of the task (one line for the user)."""
 
 
-def verify_recorded_checksums(task: str, suite: str, data_dir: str | Path) -> None:
-    """Compare the dataset's files with the SHA-256 recorded when it was fetched or rebuilt, if recorded."""
-    data_dir = Path(data_dir)
+def recorded_checksums_file(task: str, suite: str, data_dir: str | Path) -> Path:
     name = ogbench_dataset_name(task) if suite == "ogbench" else MINARI_IDS[task]
-    record = data_dir / "checksums" / f"{'__'.join(name.split('/'))}.json"
-    if not record.is_file():
-        return
-    for rel, expected in json.loads(record.read_text()).items():
-        path = data_dir / rel
-        if not path.is_file() or checksum([path]) != expected:
-            how = missing_data_message(task, suite, data_dir).split("; ", 1)[1]
-            raise DatasetError(f"dataset {name}: {path} does not match the checksum recorded in {record}; "
-                               f"get it again: {how}")
+    return Path(data_dir) / "checksums" / f"{'__'.join(name.split('/'))}.json"
+
+
+def check_dataset(task: str, suite: str, data_dir: str | Path) -> str:
+    """Check a task's dataset files are there and match the SHA-256 recorded when they were fetched or
+    rebuilt (if recorded); return one SHA-256 over the files (of their per-file digests, in order)."""
+    data_dir = Path(data_dir)
+    files = dataset_files(task, suite, data_dir)
+    if not files or not all(f.is_file() for f in files):
+        raise FileNotFoundError(missing_data_message(task, suite, data_dir))
+    sums = {f: checksum([f]) for f in files}
+    record = recorded_checksums_file(task, suite, data_dir)
+    if record.is_file():
+        for rel, expected in json.loads(record.read_text()).items():
+            path = data_dir / rel
+            actual = sums[path] if path in sums else (checksum([path]) if path.is_file() else None)
+            if actual != expected:
+                how = missing_data_message(task, suite, data_dir).split("; ", 1)[1]
+                name = record.stem.replace("__", "/")
+                raise DatasetError(f"dataset {name}: {path} does not match the checksum recorded in {record}; "
+                                   f"get it again: {how}")
+    return hashlib.sha256("".join(sums[f] for f in files).encode()).hexdigest()
 
 
 def checksum(paths: list[Path]) -> str:
@@ -79,19 +92,60 @@ def checksum(paths: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def load_ogbench(task: str, data_dir: str | Path):
+# What a damaged .npz raises inside numpy or ogbench: a truncated zip, a missing key, short arrays.
+BROKEN_FILE_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, KeyError, IndexError, ValueError, OSError)
+
+
+def load_ogbench(task: str, data_dir: str | Path, verify: bool = True):
     """Environment and training transitions of an OGBench single-task id (success computed after the step)."""
     import ogbench
 
     files = dataset_files(task, "ogbench", data_dir)
-    if not all(f.is_file() for f in files):
-        raise FileNotFoundError(missing_data_message(task, "ogbench", data_dir))
-    verify_recorded_checksums(task, "ogbench", data_dir)
-    env, train, _ = ogbench.make_env_and_datasets(
-        task, dataset_dir=str(files[0].parent), success_timing="post")
-    dataset = {k: np.asarray(train[k], dtype=np.float32) for k in KEYS}
+    if verify:
+        check_dataset(task, "ogbench", data_dir)
+    try:
+        env, train, _ = ogbench.make_env_and_datasets(
+            task, dataset_dir=str(files[0].parent), success_timing="post")
+        dataset = {k: np.asarray(train[k], dtype=np.float32) for k in KEYS}
+    except BROKEN_FILE_ERRORS as exc:
+        reason = f"missing key {exc}" if isinstance(exc, KeyError) else (str(exc).splitlines() or ["?"])[0][:160]
+        how = missing_data_message(task, "ogbench", data_dir).split("; ", 1)[1]
+        raise DatasetError(f"dataset files {files[0]} / {files[1].name} cannot be read ({type(exc).__name__}: "
+                           f"{reason}); get them again: {how}") from None
+    validate_transitions(dataset, env, str(files[0]))
     dataset["actions"] = np.clip(dataset["actions"], -1 + ACTION_CLIP_EPS, 1 - ACTION_CLIP_EPS)
     return env, dataset
+
+
+def validate_transitions(dataset: dict[str, np.ndarray], env, source: str) -> None:
+    """Shapes, lengths and finite values of the transition arrays, and their widths against the environment."""
+    rows = len(dataset["observations"])
+    if rows == 0:
+        raise DatasetError(f"dataset {source} has no transitions")
+    expected_ndim = {"observations": 2, "actions": 2, "next_observations": 2, "rewards": 1, "masks": 1}
+    for key in KEYS:
+        array = dataset[key]
+        if array.ndim != expected_ndim[key] or len(array) != rows:
+            raise DatasetError(f"dataset {source}: {key!r} has shape {array.shape}, expected "
+                               f"{rows} rows and {expected_ndim[key]} dimension(s)")
+        bad = ~np.isfinite(array)
+        if bad.any():
+            row = int(np.argwhere(bad)[0][0])
+            raise DatasetError(f"dataset {source}: {key!r} has {int(bad.sum())} non-finite value(s) "
+                               f"(first at row {row}); rebuild or re-download it")
+    if dataset["next_observations"].shape != dataset["observations"].shape:
+        raise DatasetError(f"dataset {source}: 'next_observations' has shape {dataset['next_observations'].shape},"
+                           f" 'observations' {dataset['observations'].shape}")
+    action_dim = int(np.prod(env.action_space.shape))
+    if dataset["actions"].shape[1] != action_dim:
+        raise DatasetError(f"dataset {source}: 'actions' are {dataset['actions'].shape[1]} wide, the "
+                           f"environment's actions {action_dim}; the file belongs to another environment")
+    space = env.observation_space
+    obs_dim = (sum(int(np.prod(space[k].shape)) for k in ("achieved_goal", "observation"))
+               if hasattr(space, "spaces") else int(np.prod(space.shape)))
+    if dataset["observations"].shape[1] != obs_dim:
+        raise DatasetError(f"dataset {source}: 'observations' are {dataset['observations'].shape[1]} wide, the "
+                           f"environment's observations {obs_dim}; the file belongs to another environment")
 
 
 def set_minari_root(data_dir: str | Path) -> Path:
@@ -107,15 +161,20 @@ def flatten_obs(obs) -> np.ndarray:
     return np.asarray(obs, dtype=np.float32)
 
 
-def load_minari(task: str, data_dir: str | Path):
+def load_minari(task: str, data_dir: str | Path, verify: bool = True, env=None):
     """Minari dataset of a D4RL task id, as transitions with the paper's conventions."""
     import minari
 
     set_minari_root(data_dir)
     if not (Path(data_dir) / "minari" / MINARI_IDS[task]).is_dir():
         raise FileNotFoundError(missing_data_message(task, "d4rl", data_dir))
-    verify_recorded_checksums(task, "d4rl", data_dir)
-    ds = minari.load_dataset(MINARI_IDS[task])
+    if verify:
+        check_dataset(task, "d4rl", data_dir)
+    try:
+        ds = minari.load_dataset(MINARI_IDS[task])
+    except Exception as exc:  # minari raises plain exceptions for a damaged folder or metadata
+        raise DatasetError(f"Minari dataset {MINARI_IDS[task]} in {Path(data_dir) / 'minari'} cannot be read "
+                           f"({type(exc).__name__}: {str(exc)[:160]}); download it again") from None
     parts: dict[str, list[np.ndarray]] = {k: [] for k in KEYS}
     for episode in ds.iterate_episodes():
         obs = flatten_obs(episode.observations)
@@ -125,6 +184,8 @@ def load_minari(task: str, data_dir: str | Path):
         parts["rewards"].append(np.asarray(episode.rewards, dtype=np.float32))
         parts["masks"].append(1.0 - np.asarray(episode.terminations, dtype=np.float32))
     dataset = {k: np.concatenate(v) for k, v in parts.items()}
+    validate_transitions(dataset, env if env is not None else ds.recover_environment(eval_env=True),
+                         MINARI_IDS[task])
     dataset = apply_d4rl_conventions(task, dataset)
     return ds, dataset
 

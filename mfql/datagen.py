@@ -15,10 +15,10 @@ import re
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from mfql.checkpoint import atomic_write
-from mfql.config import ConfigError, compose, run_cli
+from mfql.config import ConfigError, check_out_dir, compose, require_int, run_cli
+from mfql.log import Progress, setup_logging
 
 log = logging.getLogger("mfql.datagen")
 DATASET_RE = re.compile(r"^(cube-(single|double|triple|quadruple)|scene|puzzle-(3x3|4x4|4x5|4x6))-(play|noisy)-v0$")
@@ -72,34 +72,35 @@ def collect(env_name: str, kind: str, episodes: int, episode_steps: int, seed: i
     if has_buttons:
         keys.append("button_states")
     out: dict[str, list] = {k: [] for k in keys}
-    with tqdm(total=episodes * (episode_steps + 1), desc=desc, disable=None, mininterval=1.0) as bar:
-        for episode in range(episodes):
-            ob, info = env.reset(seed=int(np.random.SeedSequence([seed, episode]).generate_state(1)[0]))
-            agent = oracles[info["privileged/target_task"]]
-            agent.reset(ob, info)
+    bar = Progress(None, episodes * (episode_steps + 1), desc, logger=log)
+    for episode in range(episodes):
+        ob, info = env.reset(seed=int(np.random.SeedSequence([seed, episode]).generate_state(1)[0]))
+        agent = oracles[info["privileged/target_task"]]
+        agent.reset(ob, info)
+        if kind == "noisy":
+            scale = np.random.uniform(0, noise)
+        done = False
+        while not done:
+            action = np.asarray(agent.select_action(ob, info), dtype=np.float64)
             if kind == "noisy":
-                scale = np.random.uniform(0, noise)
-            done = False
-            while not done:
-                action = np.asarray(agent.select_action(ob, info), dtype=np.float64)
-                if kind == "noisy":
-                    action = action + np.random.normal(0, [scale, scale, scale, scale * 3, scale * 10], action.shape)
-                action = np.clip(action, -1, 1)
-                next_ob, _, terminated, truncated, info = env.step(action)
-                done = terminated or truncated
-                if agent.done and kind == "play":
-                    agent_ob, agent_info = env.unwrapped.set_new_target()
-                    agent = oracles[agent_info["privileged/target_task"]]
-                    agent.reset(agent_ob, agent_info)
-                out["observations"].append(ob)
-                out["actions"].append(action)
-                out["terminals"].append(done)
-                out["qpos"].append(info["prev_qpos"])
-                out["qvel"].append(info["prev_qvel"])
-                if has_buttons:
-                    out["button_states"].append(info["prev_button_states"])
-                ob = next_ob
-                bar.update(1)
+                action = action + np.random.normal(0, [scale, scale, scale, scale * 3, scale * 10], action.shape)
+            action = np.clip(action, -1, 1)
+            next_ob, _, terminated, truncated, info = env.step(action)
+            done = terminated or truncated
+            if agent.done and kind == "play":
+                agent_ob, agent_info = env.unwrapped.set_new_target()
+                agent = oracles[agent_info["privileged/target_task"]]
+                agent.reset(agent_ob, agent_info)
+            out["observations"].append(ob)
+            out["actions"].append(action)
+            out["terminals"].append(done)
+            out["qpos"].append(info["prev_qpos"])
+            out["qvel"].append(info["prev_qvel"])
+            if has_buttons:
+                out["button_states"].append(info["prev_button_states"])
+            ob = next_ob
+            bar.update()
+    bar.close()
     env.close()
     dtypes = {"terminals": np.float32, "button_states": np.int64}
     return {k: np.asarray(v, dtype=dtypes.get(k, np.float32)) for k, v in out.items()}
@@ -116,10 +117,14 @@ def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 def main(argv: list[str]) -> None:
     cfg = compose("datagen", argv)
     env_name, kind = parse_dataset(cfg.dataset)
-    for key in ("episodes", "episode_steps"):
-        if not isinstance(cfg[key], int) or cfg[key] < 1:
-            raise ConfigError(f"{key}={cfg[key]!r} is not valid (valid: an integer >= 1)")
-    out_dir = Path(cfg.out_dir)
+    require_int(cfg, "episodes", 1)
+    require_int(cfg, "episode_steps", 1)
+    require_int(cfg, "val_episodes", 1, nullable=True)
+    require_int(cfg, "seed", 0)
+    for key in ("noise", "noise_smoothing", "min_norm"):
+        if not 0 <= cfg[key] <= 1:
+            raise ConfigError(f"{key}={cfg[key]!r} is not valid (valid: a number in [0, 1])")
+    out_dir = check_out_dir("out_dir", cfg.out_dir)
     val_episodes = cfg.val_episodes if cfg.val_episodes is not None else max(1, cfg.episodes // 10)
     common = dict(env_name=env_name, kind=kind, episode_steps=cfg.episode_steps, noise=cfg.noise,
                   noise_smoothing=cfg.noise_smoothing, min_norm=cfg.min_norm)
@@ -132,5 +137,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run_cli(main)
+    setup_logging()
+    run_cli(main, "datagen")

@@ -1,4 +1,10 @@
-"""Seeded evaluation: ``python -m mfql.evaluate checkpoint=<final.pt> episodes=<n> seed=<n>`` prints JSON."""
+"""Seeded evaluation of a trained policy: the same call gives the same numbers.
+
+    python -m mfql.evaluate checkpoint=<final.pt> episodes=<n> seed=<n> [out=<file.json>]
+
+Prints (or writes to ``out``) JSON with the mean score, every episode's score, and the checkpoint's task,
+run key and SHA-256. A final.pt whose SHA-256 differs from the one its run recorded is refused.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +17,12 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from mfql.config import ConfigError, compose, run_cli
+from mfql.checkpoint import file_sha256, write_json
+from mfql.config import ConfigError, check_in_dir, check_out_dir, compose, require_int, run_cli
 from mfql.data import flatten_obs, load_minari, set_minari_root
+from mfql.devices import set_threads
 from mfql.envs import episode_score, make_env, metric_name
+from mfql.log import Progress, setup_logging
 
 log = logging.getLogger("mfql.evaluate")
 
@@ -23,11 +32,12 @@ def episode_seed(seed: int, *keys: int) -> int:
     return int(np.random.SeedSequence([seed, *keys]).generate_state(1)[0])
 
 
-def run_episodes(agent, env, suite: str, episodes: int, seed: int, minari_dataset=None) -> list[float]:
+def run_episodes(agent, env, suite: str, episodes: int, seed: int, minari_dataset=None,
+                 progress: bool = False) -> list[float]:
     """Scores of ``episodes`` episodes; environment resets and action noise come only from ``seed``."""
     generator = torch.Generator(device=agent.device).manual_seed(seed)
     scores = []
-    for episode in range(episodes):
+    for episode in Progress(range(episodes), episodes, "evaluate", logger=log) if progress else range(episodes):
         obs, info = env.reset(seed=episode_seed(seed, episode))
         done, episode_return = False, 0.0
         while not done:
@@ -40,16 +50,28 @@ def run_episodes(agent, env, suite: str, episodes: int, seed: int, minari_datase
     return scores
 
 
+def recorded_sha256(path: Path) -> str | None:
+    """The final.pt SHA-256 that the run recorded in its meta.json beside it, if any."""
+    meta = path.parent / "meta.json"
+    if path.name != "final.pt" or not meta.is_file():
+        return None
+    try:
+        return json.loads(meta.read_text()).get("final_sha256")
+    except (json.JSONDecodeError, AttributeError):
+        raise ConfigError(f"{meta} is not valid JSON; retrain the run or remove the file") from None
+
+
 def agent_from_checkpoint(path: str | Path, device: str = "cpu"):
     from mfql.agent import MeanFlowQL
     from mfql.checkpoint import load_final
 
-    state = load_final(path)
+    path = Path(path)
+    state = load_final(path, recorded_sha256(path))
     cfg = OmegaConf.create(state["config"])
     agent = MeanFlowQL(cfg.agent, state["obs_dim"], state["action_dim"], state["obs_norm"]["mean"],
                        state["obs_norm"]["std"], int(cfg.offline_steps), device)
     agent.load_state_dict(state)
-    return agent, cfg
+    return agent, cfg, state.get("meta", {})
 
 
 def main(argv: list[str]) -> None:
@@ -57,22 +79,33 @@ def main(argv: list[str]) -> None:
     path = Path(cfg.checkpoint)
     if not path.is_file():
         raise ConfigError(f"checkpoint={str(path)!r} does not exist (valid: a final.pt written by mfql.train)")
-    if cfg.episodes < 1:
-        raise ConfigError(f"episodes={cfg.episodes!r} is not valid (valid: an integer >= 1)")
-    agent, run_cfg = agent_from_checkpoint(path)
+    if cfg.out is not None:
+        check_out_dir("out", Path(str(cfg.out)).parent)
+    require_int(cfg, "episodes", 1)
+    require_int(cfg, "seed", 0)
+    require_int(cfg, "threads", 1, nullable=True)
+    if cfg.data_dir is not None:
+        check_in_dir("data_dir", cfg.data_dir)
+    set_threads(cfg.threads)
+    agent, run_cfg, meta = agent_from_checkpoint(path)
     data_dir = cfg.data_dir if cfg.data_dir is not None else run_cfg.data_dir
     minari_dataset = None
     if run_cfg.suite != "ogbench":
         set_minari_root(data_dir)
         minari_dataset, _ = load_minari(run_cfg.task, data_dir)
     env = make_env(run_cfg.task, run_cfg.suite, minari_dataset, run_cfg.env_max_steps)
-    scores = run_episodes(agent, env, run_cfg.suite, cfg.episodes, cfg.seed, minari_dataset)
+    scores = run_episodes(agent, env, run_cfg.suite, cfg.episodes, cfg.seed, minari_dataset, progress=True)
     name = metric_name(run_cfg.suite)  # success in [0, 1]; D4RL normalised return x 100
-    result = {"checkpoint": str(path), "task": run_cfg.task, "seed": cfg.seed, "episodes": cfg.episodes,
-              "metric": name, name: float(np.mean(scores)), "per_episode": scores}
-    json.dump(result, sys.stdout, indent=2)
-    sys.stdout.write("\n")
+    result = {"checkpoint": str(path), "checkpoint_sha256": file_sha256(path), "task": run_cfg.task,
+              "run_seed": int(run_cfg.seed), "run_key": meta.get("run_key"), "seed": cfg.seed,
+              "episodes": cfg.episodes, "metric": name, name: float(np.mean(scores)), "per_episode": scores}
+    if cfg.out is None:
+        json.dump(result, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        write_json(cfg.out, result)
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    setup_logging()
+    run_cli(main, "evaluate")

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 import sys
+import time
 from pathlib import Path
+
+from tqdm import tqdm
 
 
 def setup_logging(level: int = logging.INFO) -> None:
@@ -13,16 +17,77 @@ def setup_logging(level: int = logging.INFO) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-class CSVLog:
-    """Appends rows to a CSV whose first column is ``step``; the header is fixed by the first row."""
+def progress_seconds() -> float:
+    """Seconds between progress lines off a TTY (``MFQL_PROGRESS_SECONDS``, default 30)."""
+    try:
+        return max(0.0, float(os.environ.get("MFQL_PROGRESS_SECONDS", "30")))
+    except ValueError:
+        return 30.0
 
-    def __init__(self, path: str | Path):
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+class Progress:
+    """One progress display over steps: a tqdm bar on a terminal; off a terminal (SLURM logs, pipes), a
+    log line every ``progress_seconds()`` with the step, the rate and the time left.
+
+    Iterate over it (``for step in Progress(range(...), ...)``) or call ``update()`` once per step.
+    """
+
+    def __init__(self, iterable, total: int, desc: str, initial: int = 0, logger: logging.Logger | None = None):
+        self.iterable, self.total, self.desc, self.initial = iterable, total, desc, initial
+        self.log = logger or logging.getLogger(f"mfql.{desc}")
+        self.interactive = sys.stderr.isatty()
+        self.bar = tqdm(total=total, initial=initial, desc=desc, disable=not self.interactive,
+                        dynamic_ncols=True, mininterval=1.0, smoothing=0.05)
+        self.postfix: dict = {}
+        self.every = progress_seconds()
+        self.done = initial
+        self.start = self.last = time.perf_counter()
+
+    def set_postfix(self, values: dict) -> None:
+        self.postfix = values
+        self.bar.set_postfix(values)
+
+    def update(self, count: int = 1) -> None:
+        self.done += count
+        self.bar.update(count)
+        now = time.perf_counter()
+        if not self.interactive and (now - self.last >= self.every or self.done >= self.total):
+            rate = (self.done - self.initial) / max(now - self.start, 1e-9)
+            eta = _duration((self.total - self.done) / rate) if rate > 0 else "?"
+            extra = "".join(f" {k}={v}" for k, v in self.postfix.items())
+            self.log.info("%s %d/%d (%.0f%%) %.1f/s ETA %s%s", self.desc, self.done, self.total,
+                          100.0 * self.done / max(self.total, 1), rate, eta, extra)
+            self.last = now
+
+    def close(self) -> None:
+        self.bar.close()
+
+    def __iter__(self):
+        for item in self.iterable:
+            yield item
+            self.update()
+        self.close()
+
+
+class CSVLog:
+    """Appends rows to a CSV whose first column is ``step``; the header is fixed by ``fields`` or the first row."""
+
+    def __init__(self, path: str | Path, fields: list[str] | None = None):
         self.path = Path(path)
         self.fields: list[str] | None = None
         if self.path.exists():
             with open(self.path, newline="") as handle:
-                reader = csv.reader(handle)
-                self.fields = next(reader, None)
+                self.fields = next(csv.reader(handle), None)
+        elif fields is not None:
+            self.fields = list(fields)
+            with open(self.path, "w", newline="") as handle:
+                csv.writer(handle).writerow(self.fields)
 
     def write(self, row: dict) -> None:
         new = self.fields is None

@@ -14,41 +14,74 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from mfql.config import load_task
+from mfql.config import CONFIG_DIR, load_task
 from mfql.stats import run_score
 
 SETTINGS = ("offline", "o2o")
 
 
-def run_dirs(results_dir: Path) -> list[Path]:
-    return sorted(p.parent for s in SETTINGS for p in (results_dir / s).glob("*/seed*/eval.csv"))
+class ResultError(ValueError):
+    """A run folder whose files do not belong together or to the run the suite planned (one line)."""
 
 
-def read_run(run_dir: Path) -> tuple[dict, pd.DataFrame]:
+def check_run(run_dir: Path, planned: dict, cfg, meta: dict, final_eval: dict | None) -> None:
+    """Every file of a run folder belongs to the run the suite planned there: same task, seed, options,
+    model and checkpoint. A stray folder or a final.pt of another task is refused, not reported."""
+    def refuse(what: str) -> None:
+        raise ResultError(f"{run_dir}: {what}; delete the folder's outputs and rerun it")
+
+    if cfg.task != planned["task"] or int(cfg.seed) != int(planned["seed"]):
+        refuse(f"config.yaml is of task {cfg.task} seed {cfg.seed}, the suite plans {planned['task']} "
+               f"seed {planned['seed']} here")
+    for key, value in planned.get("args", {}).items():
+        if OmegaConf.select(cfg, key) != value:
+            refuse(f"config.yaml has {key}={OmegaConf.select(cfg, key)!r}, the suite asks for {value!r}")
+    if "model" in planned:
+        actor = OmegaConf.load(CONFIG_DIR / "model" / f"{planned['model']}.yaml").actor
+        if cfg.agent.actor != actor:
+            refuse(f"config.yaml has agent.actor={cfg.agent.actor}, the suite's model={planned['model']} has {actor}")
+    if meta.get("task") != cfg.task or int(meta.get("seed", -1)) != int(cfg.seed):
+        refuse(f"meta.json is of task {meta.get('task')} seed {meta.get('seed')}, config.yaml of {cfg.task} "
+               f"seed {cfg.seed}")
+    if final_eval is not None:
+        if final_eval.get("task") != cfg.task or final_eval.get("run_key") != meta.get("run_key"):
+            refuse(f"final_eval.json evaluated a checkpoint of task {final_eval.get('task')} (run key "
+                   f"{final_eval.get('run_key')}), not this run's ({cfg.task}, {meta.get('run_key')})")
+        if final_eval.get("checkpoint_sha256") != meta.get("final_sha256"):
+            refuse("final_eval.json evaluated another final.pt than the one meta.json records")
+
+
+def read_run(run_dir: Path, planned: dict | None = None) -> tuple[dict, pd.DataFrame]:
     """A run's description (from its resolved config) and its evaluations, scores in percent."""
     cfg = OmegaConf.load(run_dir / "config.yaml")
+    meta = json.loads((run_dir / "meta.json").read_text())
+    final_eval_path = run_dir / "final_eval.json"
+    final_eval = json.loads(final_eval_path.read_text()) if final_eval_path.exists() else None
+    if planned is not None:
+        check_run(run_dir, planned, cfg, meta, final_eval)
     evals = pd.read_csv(run_dir / "eval.csv")
     metric = "success" if cfg.suite == "ogbench" else "normalized_return"
     scale = 100.0 if metric == "success" else 1.0
     info = {
-        "setting": run_dir.parent.parent.name, "task": cfg.task, "seed": int(cfg.seed), "suite": cfg.suite,
+        "setting": planned["setting"] if planned else run_dir.parent.parent.name, "task": cfg.task,
+        "seed": int(cfg.seed), "suite": cfg.suite,
         "env_group": cfg.env_group, "metric": metric, "offline_steps": int(cfg.offline_steps),
         "online_steps": int(cfg.online_steps), "actor": cfg.agent.actor, "parity": cfg.parity,
         "env_max_steps": cfg.env_max_steps, "eval_episodes": int(cfg.eval_episodes),
         "task_budget": int(load_task(cfg.task).offline_steps),
     }
-    final_eval = run_dir / "final_eval.json"
-    if final_eval.exists():
-        info["final_eval"] = scale * json.loads(final_eval.read_text())[metric]
+    if final_eval is not None:
+        info["final_eval"] = scale * final_eval[metric]
     curve = pd.DataFrame({"step": evals["step"], "value": scale * evals[metric]})
     return info, curve
 
 
-def collect(results_dir: Path, data_source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(runs: one row per evaluation, tidy; scores: one row per run with the protocol's scores)."""
+def collect(planned: list[dict], data_source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(runs: one row per evaluation, tidy; scores: one row per run with the protocol's scores), from exactly
+    the ``planned`` runs (dicts with setting, task, seed, dir and the suite's args and model)."""
     curves, scores = [], []
-    for run_dir in run_dirs(results_dir):
-        info, curve = read_run(run_dir)
+    for run in planned:
+        info, curve = read_run(Path(run["dir"]), run)
         info["data_source"] = data_source
         curves.append(curve.assign(**{k: info[k] for k in ("setting", "suite", "env_group", "task", "seed",
                                                              "metric")}))

@@ -16,11 +16,12 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 from scipy.optimize import linear_sum_assignment
-from tqdm import trange
 
 from mfql.agent import MeanFlowQL
 from mfql.checkpoint import atomic_write, seed_everything, write_json
-from mfql.config import ConfigError, compose, run_cli
+from mfql.config import ConfigError, check_out_dir, compose, require_int, require_positive, run_cli
+from mfql.devices import set_threads
+from mfql.log import Progress, setup_logging
 from mfql.schedules import actor_lr
 
 log = logging.getLogger("mfql.toy")
@@ -62,7 +63,7 @@ def train(cfg) -> tuple[MeanFlowQL, list[float]]:
     optimizer = torch.optim.Adam(agent.actor.parameters(), lr=cfg.lr)
     obs = torch.zeros(cfg.batch_size, OBS_DIM)
     losses = []
-    for step in trange(cfg.steps, desc="toy", disable=None, mininterval=1.0):
+    for step in Progress(range(cfg.steps), cfg.steps, "toy", logger=log):
         for group in optimizer.param_groups:  # the agent's own schedule: warm-up, cosine to 0.1 x lr
             group["lr"] = actor_lr(step, cfg.lr, 0.1, cfg.steps, 0.05)
         actions = torch.as_tensor(sample_mixture(cfg.batch_size, rng), dtype=torch.float32)
@@ -101,12 +102,15 @@ def plot(path: Path, data: np.ndarray, samples: np.ndarray, w2: float) -> None:
 
 def main(argv: list[str]) -> None:
     cfg = compose("toy", argv)
-    for key in ("steps", "batch_size", "samples"):
-        if not isinstance(cfg[key], int) or cfg[key] < 1:
-            raise ConfigError(f"{key}={cfg[key]!r} is not valid (valid: an integer >= 1)")
+    for key in ("steps", "batch_size", "samples", "time_steps"):
+        require_int(cfg, key, 1)
+    require_int(cfg, "seed", 0)
+    require_int(cfg, "threads", 1, nullable=True)
+    require_positive(cfg, "lr")
     if cfg.model not in ("small", "paper"):
         raise ConfigError(f"model={cfg.model!r} is not valid (valid: small, paper)")
-    out = Path(cfg.out_dir)
+    out = check_out_dir("out_dir", cfg.out_dir)  # before minutes of training, not after
+    set_threads(cfg.threads)
     agent, losses = train(cfg)
     rng = np.random.default_rng(cfg.seed + 1)
     samples = one_step_samples(agent, cfg.samples)
@@ -128,5 +132,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run_cli(main)
+    setup_logging()
+    run_cli(main, "toy")

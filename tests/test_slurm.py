@@ -7,8 +7,8 @@ import subprocess
 import time
 
 import pytest
-import torch
 
+from mfql.checkpoint import load_state
 from tests.conftest import ROOT
 from tests.test_workflow import CI_CONFIG
 
@@ -62,7 +62,7 @@ def test_cancelled_training_job_is_retried_and_resumes(cluster, tmp_path):
     while time.time() < deadline and proc.poll() is None:
         if state.exists():
             try:
-                step = torch.load(state, weights_only=False)["step"]
+                step = load_state(state)["step"]
             except Exception:
                 step = -1
             if step >= 300:

@@ -11,6 +11,7 @@ import time
 import pytest
 import torch
 
+from mfql.checkpoint import load_state
 from tests.conftest import ROOT, TASK, run_module
 
 QUICK = ["model=small", "env_max_steps=10", "eval_episodes=1", "log_interval=10", "device=cpu"]
@@ -28,7 +29,7 @@ def train_args(out, data_dir, *extra):
 def test_offline_run_writes_every_output(tmp_path, ogbench_dir):
     out = tmp_path / "run"
     run_module("mfql.train", *train_args(out, ogbench_dir.parent, "offline_steps=30", "eval_interval=15"))
-    assert {p.name for p in out.iterdir()} == {"config.yaml", "meta.json", "train.csv", "eval.csv", "final.pt"}
+    assert {p.name for p in out.iterdir()} == {"config.yaml", "meta.json", "train.csv", "eval.csv", "final.pt", ".lock"}
     evals = read_csv(out / "eval.csv")
     assert [int(r["step"]) for r in evals] == [0, 15, 30]  # official loop: steps 0..N
     assert list(evals[0])[:2] == ["step", "success"] and evals[0]["episodes"] == "1"
@@ -65,7 +66,7 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, ogbench_dir):
     while time.time() < deadline and proc.poll() is None:
         if state.exists():
             try:
-                step = torch.load(state, weights_only=False)["step"]
+                step = load_state(state)["step"]
             except Exception:  # replaced while reading
                 continue
             if step >= 110:  # well into the online phase

@@ -1,11 +1,13 @@
 # Helpers only: config validation, task and seed lists, input functions, target lists.
+import shutil
 import sys
 from pathlib import Path
 
 import jsonschema
 import yaml
 
-from mfql.config import known_tasks, load_task
+from mfql.config import ConfigError, known_tasks, load_task, train_config
+from mfql.runfolder import RunFolder
 
 
 def config_error(message):
@@ -31,11 +33,22 @@ def validate_config(cfg):
                              f"(valid: ids of config/mfql/tasks/*.yaml)")
 
 
+def check_executor():
+    """`--profile slurm` on a machine without SLURM: one line now, not a traceback per status query."""
+    plugin = workflow.executor_plugin
+    if plugin is not None and plugin.name == "slurm" and shutil.which("sbatch") is None:
+        config_error("the slurm executor (--profile slurm) needs SLURM's sbatch on PATH, and there is none on "
+                     "this machine; run on the cluster's login node, or drop --profile slurm to run locally")
+
+
 validate_config(config)
+check_executor()
 ROOT = Path(workflow.basedir)  # the repository: its config files are found from any --directory
 SUITE = config["suites"][config["suite"]]
 DATA = config["data_dir"].rstrip("/")
 TASKS = {t: load_task(t) for t in known_tasks()}
+# Set by the pipeline itself, so a suite's args may not set them.
+PIPELINE_KEYS = ("task", "seed", "out_dir", "data_dir", "model", "device", "threads", "overwrite")
 
 
 def tasks_of(setting):
@@ -64,21 +77,64 @@ def checksum_file(task):
     return f"{DATA}/checksums/{flat}.json"
 
 
+def hydra_value(value):
+    """A YAML value as Hydra's command-line grammar reads it back (quoted for the shell by the rule)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ",".join(hydra_value(v) for v in value) + "]"
+    return str(value)
+
+
 def train_args(setting):
-    """The suite's extra `python -m mfql.train` options, the same for every task and seed of a setting."""
+    """The suite's `python -m mfql.train` options for a setting, checked now against the training config:
+    a bad key, type or value stops the plan with one line, before any job starts."""
     args = dict(SUITE.get(setting, {}).get("args", {}))
-    args.update(model=SUITE["model"], device="auto")
-    return " ".join(f"{k}={'null' if v is None else v}" for k, v in args.items())
+    where = f"suites.{config['suite']}.{setting}.args"
+    for key in args:
+        if key in PIPELINE_KEYS:
+            config_error(f"{where}.{key}: set by the pipeline, not by a suite (valid: other options of "
+                         "`python -m mfql.train --help`)")
+    args.update(model=SUITE["model"], device="cuda" if SUITE["gpu"] else "cpu")
+    if config["overwrite"]:
+        args["overwrite"] = True
+    options = [f"{k}={hydra_value(v)}" for k, v in args.items()]
+    for task in tasks_of(setting)[:1] + [t for t in tasks_of(setting) if "o2o" in TASKS[t]][:1]:
+        try:  # the same composition the job will do, for a task of this setting
+            train_config([f"task={task}", "seed=0", "out_dir=.", f"data_dir={DATA}", *options])
+        except ConfigError as exc:
+            config_error(f"{where}: {exc}")
+    return options
+
+
+def run_dir(setting, task, seed):
+    return f"results/{setting}/{task}/seed{seed}"
 
 
 def run_files(setting, names=("final.pt", "eval.csv")):
-    return [f"results/{setting}/{t}/seed{s}/{n}" for t, s in runs(setting) for n in names]
+    return [f"{run_dir(setting, t, s)}/{n}" for t, s in runs(setting) for n in names]
+
+
+def restore_run_files(final_pt, log_path):
+    """The run_files rule: write a finished run's files back from the copies inside its final.pt."""
+    restored = RunFolder(Path(final_pt).parent).restore_files()
+    Path(log_path).write_text(f"restored from {final_pt}: {', '.join(restored)}\n")
+
+
+def planned_runs():
+    """Exactly the runs this suite plans, with the options they must have been trained with."""
+    return [{"setting": setting, "task": t, "seed": s, "dir": run_dir(setting, t, s),
+             "args": SUITE.get(setting, {}).get("args", {}), "model": SUITE["model"]}
+            for setting in ("offline", "o2o") for t, s in runs(setting)]
 
 
 def eval_files():
     return [f for setting in ("offline", "o2o") for f in run_files(setting, ("eval.csv", "final_eval.json"))]
 
 
+RUN_LOG_FILES = ["eval.csv", "train.csv", "config.yaml", "meta.json"]
 FIGURES = ["curves_offline", "curves_env", "curves_o2o", "aggregates"]
 TABLES = ["offline", "offline_env", "o2o"]
 

@@ -12,18 +12,19 @@ rule fetch_ogbench:
         "../envs/mfql.yaml"
     params:
         data_dir=lambda wc, output: Path(output.checksums).parent.parent,
+        ogbench_dir=lambda wc, output: Path(output.train).parent,
         source=SUITE["data_source"],
         episodes=SUITE.get("datagen", {}).get("episodes", 1000),
         steps=SUITE.get("datagen", {}).get("episode_steps", 1000),
     retries: 3
     shell:
         """
-        if [ {params.source} = regenerate ]; then
+        if [ {params.source:q} = regenerate ]; then
             python -m mfql.datagen dataset={wildcards.dataset} episodes={params.episodes} \
-                episode_steps={params.steps} out_dir={params.data_dir}/ogbench seed=0 > {log} 2>&1
-            python -m mfql.fetch dataset={wildcards.dataset} data_dir={params.data_dir} checksum_only=true >> {log} 2>&1
+                episode_steps={params.steps} out_dir={params.ogbench_dir:q} seed=0 > {log:q} 2>&1
+            python -m mfql.fetch dataset={wildcards.dataset} data_dir={params.data_dir:q} checksum_only=true >> {log:q} 2>&1
         else
-            python -m mfql.fetch dataset={wildcards.dataset} data_dir={params.data_dir} > {log} 2>&1
+            python -m mfql.fetch dataset={wildcards.dataset} data_dir={params.data_dir:q} > {log:q} 2>&1
         fi
         """
 
@@ -40,4 +41,4 @@ rule fetch_minari:
         data_dir=lambda wc, output: Path(output.checksums).parent.parent,
     retries: 3
     shell:
-        "python -m mfql.fetch dataset=D4RL/{wildcards.env}/{wildcards.name} data_dir={params.data_dir} > {log} 2>&1"
+        "python -m mfql.fetch dataset=D4RL/{wildcards.env}/{wildcards.name} data_dir={params.data_dir:q} > {log:q} 2>&1"

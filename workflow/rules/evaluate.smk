@@ -14,5 +14,5 @@ rule evaluate_policy:
     params:
         episodes=SUITE["eval_episodes_final"],
     shell:
-        "OMP_NUM_THREADS={threads} python -m mfql.evaluate checkpoint={input} episodes={params.episodes} "
-        "seed={wildcards.seed} > {output}.tmp 2> {log} && mv {output}.tmp {output}"
+        "python -m mfql.evaluate checkpoint={input:q} episodes={params.episodes} seed={wildcards.seed} "
+        "threads={threads} out={output:q} > {log:q} 2>&1"

@@ -13,6 +13,7 @@ rule collect_runs:
         "../envs/mfql.yaml"
     params:
         data_source=SUITE["data_source"],
+        runs=planned_runs(),
     script:
         "../scripts/collect_runs.py"
 
@@ -76,9 +77,10 @@ rule run_toy:
         "../envs/mfql.yaml"
     threads: SUITE["threads"]
     params:
-        args=" ".join(f"{k}={v}" for k, v in SUITE["toy"].items()),
+        out_dir=lambda wc, output: Path(output.png).parent,
+        args=[f"{k}={v}" for k, v in SUITE["toy"].items()],  # integers only (schema)
     shell:
-        "OMP_NUM_THREADS={threads} python -m mfql.toy out_dir=results/figures/toy {params.args} > {log} 2>&1"
+        "python -m mfql.toy out_dir={params.out_dir:q} threads={threads} {params.args:q} > {log:q} 2>&1"
 
 
 rule verify_results:

@@ -1,0 +1,168 @@
+"""A run folder belongs to one run: its key, its lock, and what a rerun of the same command does there.
+
+The run key is what determines a run's result: the resolved config without the keys that only say where
+files go or how the job runs (out_dir, data_dir, device, threads, tracker, overwrite), and the dataset's
+SHA-256. ``data_dir=./data`` and ``data_dir=data`` are the same run; another seed, task, hyperparameter or
+dataset is another run. A folder holding another run is never written over unless ``overwrite=true``.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from mfql.checkpoint import CheckpointError, file_sha256, load_final, load_state, write_json, write_text
+from mfql.config import PLACEMENT_KEYS, ConfigError, RunError
+
+log = logging.getLogger("mfql.runfolder")
+CSV_FILES = ("train.csv", "eval.csv")
+RUN_FILES = ("config.yaml", "meta.json", *CSV_FILES, "final.pt")
+
+
+def run_key(cfg: DictConfig, data_sha256: str) -> str:
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    for key in PLACEMENT_KEYS:
+        plain.pop(key, None)
+    text = json.dumps({"config": plain, "data_sha256": data_sha256}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def describe(cfg: dict) -> str:
+    return f"task={cfg.get('task')} seed={cfg.get('seed')}"
+
+
+class RunFolder:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.resume_path = self.path / "_resume" / "state.pt"
+        self.final_path = self.path / "final.pt"
+        self._lock_handle = None
+        self._created_lock = False
+
+    # --------------------------------------------------------------------------------------------- lock
+    def lock(self) -> None:
+        """Hold the folder for this process (released by the OS when it ends, even by SIGKILL)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._created_lock = not (self.path / ".lock").exists()
+        handle = open(self.path / ".lock", "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            handle.close()
+            raise RunError(f"run folder {self.path} is in use by another mfql.train process (pid {holder}); "
+                           f"wait for it to end or choose another out_dir") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._lock_handle = handle
+
+    def release(self, remove: bool = False) -> None:
+        if self._lock_handle is not None:
+            if remove:
+                (self.path / ".lock").unlink(missing_ok=True)
+            self._lock_handle.close()
+            self._lock_handle = None
+
+    # ------------------------------------------------------------------------------------------- owner
+    def recorded(self) -> tuple[str | None, str, str] | None:
+        """(run key, where it was read, description) of the run this folder holds, or None if it holds none.
+
+        Read from meta.json, else the resume state, else final.pt: a workflow manager may have deleted some.
+        """
+        meta = self.path / "meta.json"
+        if meta.is_file():
+            try:
+                record = json.loads(meta.read_text())
+                return record.get("run_key"), "meta.json", f"task={record.get('task')} seed={record.get('seed')}"
+            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+                return None, "meta.json (unreadable)", "an unknown run"
+        if self.resume_path.is_file():
+            state = load_state(self.resume_path)
+            return state.get("run_key"), "_resume/state.pt", describe(state.get("config", {}))
+        if self.final_path.is_file():
+            final = load_final(self.final_path)
+            return final.get("meta", {}).get("run_key"), "final.pt", describe(final.get("config", {}))
+        leftovers = [n for n in RUN_FILES if (self.path / n).exists()]
+        if leftovers:
+            return None, ", ".join(leftovers), "no recorded run"
+        return None
+
+    def claim(self, key: str, overwrite: bool) -> str:
+        """Decide what this run does here: 'finished' (nothing to do), 'resume' or 'fresh'."""
+        self._remove_stale_temporaries()
+        found = self.recorded()
+        if found is not None and found[0] != key:
+            if not overwrite:
+                self.release(remove=self._created_lock)  # leave a refused folder as it was
+                what = "another run" if found[0] else "files of"
+                raise ConfigError(
+                    f"out_dir={str(self.path)!r} holds {what} {found[2]} (run key {found[0] or 'none'} in "
+                    f"{found[1]}, this run's is {key}); choose another out_dir, or pass overwrite=true to "
+                    f"replace it")
+            log.warning("overwrite=true: replacing %s (%s) in %s", found[2], found[1], self.path)
+            self.clear()
+            return "fresh"
+        if overwrite:
+            self.clear()
+            return "fresh"
+        if self.final_path.is_file():
+            self.restore_files(key)
+            return "finished"
+        if self.resume_path.is_file():
+            return "resume"
+        for name in CSV_FILES:  # rows of an earlier attempt that never checkpointed
+            (self.path / name).unlink(missing_ok=True)
+        return "fresh"
+
+    def clear(self) -> None:
+        for name in RUN_FILES:
+            (self.path / name).unlink(missing_ok=True)
+        shutil.rmtree(self.path / "_resume", ignore_errors=True)
+
+    def _remove_stale_temporaries(self) -> None:
+        """Half-written files of a process killed mid-write (atomic_write's temporaries); we hold the lock."""
+        for folder in (self.path, self.path / "_resume"):
+            if folder.is_dir():
+                for tmp in folder.glob(".*.tmp"):
+                    tmp.unlink(missing_ok=True)
+
+    # --------------------------------------------------------------------------------------- finished
+    def restore_files(self, key: str | None = None) -> list[str]:
+        """Write back whichever of config.yaml, meta.json and the CSVs are missing, from final.pt's copies
+        (``key``: refuse a final.pt of another run)."""
+        meta_path = self.path / "meta.json"
+        expected = None
+        if meta_path.is_file():
+            expected = json.loads(meta_path.read_text()).get("final_sha256")
+        try:
+            final = load_final(self.final_path, expected)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{exc} (or pass overwrite=true)") from None
+        if key is not None and final.get("meta", {}).get("run_key") != key:
+            raise ConfigError(f"{self.final_path} is not this run's checkpoint (run key "
+                              f"{final.get('meta', {}).get('run_key')}, expected {key}); pass overwrite=true")
+        restored = []
+        for name in CSV_FILES:
+            if not (self.path / name).exists() and name in final.get("csv", {}):
+                write_text(self.path / name, final["csv"][name])
+                restored.append(name)
+        if not (self.path / "config.yaml").exists():
+            write_text(self.path / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(final["config"])))
+            restored.append("config.yaml")
+        if not meta_path.exists():
+            write_json(meta_path, {**final["meta"], "final_sha256": file_sha256(self.final_path)})
+            restored.append("meta.json")
+        return restored
