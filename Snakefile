@@ -11,6 +11,10 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 
 
+onstart:
+    check_executor()  # the executor is known only once the run starts
+
+
 report: "workflow/report/workflow.rst"
 
 

@@ -6,6 +6,7 @@ timestamped output folders, and so that a bad option fails with one line naming 
 
 from __future__ import annotations
 
+import difflib
 import functools
 import importlib.util
 import math
@@ -171,7 +172,7 @@ def load_task(task: str) -> DictConfig:
     # The id becomes a file name: only the id grammar, never a path (task=../model/small).
     path = TASK_DIR / f"{task}.yaml" if isinstance(task, str) and TASK_RE.match(task) else None
     if path is None or not path.is_file():
-        close = [t for t in known_tasks() if str(task).split("-")[0] in t][:4]
+        close = difflib.get_close_matches(str(task), known_tasks(), n=3, cutoff=0.6)
         hint = f"e.g. {', '.join(close)}" if close else f"{len(known_tasks())} ids in {TASK_DIR}"
         raise ConfigError(f"task={task!r} is not a known task (valid: the paper's task ids, {hint})")
     return OmegaConf.load(path)

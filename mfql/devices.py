@@ -14,9 +14,19 @@ log = logging.getLogger("mfql.devices")
 
 
 def resolve_device(name: str) -> torch.device:
+    """``auto``: CUDA if usable, else CPU. An explicit ``cuda`` that is not usable stops at once: a job that
+    asked for a GPU never trains on the CPU by accident."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            why = ("this torch is built without CUDA" if torch.version.cuda is None
+                   else "no GPU is visible (CUDA_VISIBLE_DEVICES, driver)")
+            raise ConfigError(f"device={name!r} but CUDA is not usable here: {why} (valid here: cpu, auto)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"device={name!r} but only {torch.cuda.device_count()} GPU(s) are visible")
+    return device
 
 
 def device_name(device: torch.device) -> str:

@@ -45,11 +45,12 @@ class RunFolder:
         self.resume_path = self.path / "_resume" / "state.pt"
         self.final_path = self.path / "final.pt"
         self._lock_handle = None
-        self._created_lock = False
+        self._created_lock = self._created_dir = False
 
     # --------------------------------------------------------------------------------------------- lock
     def lock(self) -> None:
         """Hold the folder for this process (released by the OS when it ends, even by SIGKILL)."""
+        self._created_dir = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
         self._created_lock = not (self.path / ".lock").exists()
         handle = open(self.path / ".lock", "a+")
@@ -75,6 +76,12 @@ class RunFolder:
                 (self.path / ".lock").unlink(missing_ok=True)
             self._lock_handle.close()
             self._lock_handle = None
+
+    def abandon(self) -> None:
+        """A run that failed before writing anything: leave no folder behind if this process made it."""
+        self.release(remove=self._created_lock)
+        if self._created_dir and self.path.is_dir() and not any(self.path.iterdir()):
+            self.path.rmdir()
 
     # ------------------------------------------------------------------------------------------- owner
     def recorded(self) -> tuple[str | None, str, str] | None:

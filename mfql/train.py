@@ -67,12 +67,12 @@ def versions() -> dict:
 class Run:
     """One training run: data, agent, buffer, environments and the step loop."""
 
-    def __init__(self, cfg, key: str, data_sha256: str):
+    def __init__(self, cfg, key: str, data_sha256: str, device: torch.device):
         self.cfg = cfg
         self.out = Path(cfg.out_dir)
         self.folder = RunFolder(self.out)
         self.resume_path = self.folder.resume_path
-        self.device = resolve_device(cfg.device)
+        self.device = device
         self.official = cfg.parity == "official"
         self.config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
         self.run_key, self.data_sha256 = key, data_sha256
@@ -262,6 +262,7 @@ def main(argv: list[str]) -> None:
     setup_logging()
     out = check_out_dir("out_dir", cfg.out_dir)
     check_in_dir("data_dir", cfg.data_dir)
+    device = resolve_device(cfg.device)
     data_sha256 = check_dataset(cfg.task, cfg.suite, cfg.data_dir)
     key = run_key(cfg, data_sha256)
     folder = RunFolder(out)
@@ -272,7 +273,12 @@ def main(argv: list[str]) -> None:
                  out, cfg.task, cfg.seed, key)
         return
     set_threads(cfg.threads)
-    Run(cfg, key, data_sha256).run(resume=status == "resume")
+    try:
+        run = Run(cfg, key, data_sha256, device)  # loads and checks the data: may still refuse it
+    except BaseException:
+        folder.abandon()
+        raise
+    run.run(resume=status == "resume")
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ def test_online_rows_wrap_around_like_the_official_buffer_and_round_trip():
 def test_online_antmaze_transitions_get_the_dataset_reward_shift(minari_dir, tmp_path):
     cfg = train_config(["task=antmaze-umaze-v2", f"out_dir={tmp_path}", f"data_dir={minari_dir}", "model=small",
                         "offline_steps=0", "online_steps=6", "env_max_steps=4", "eval_episodes=0", "device=cpu"])
-    run = Run(cfg)
+    run = Run(cfg, "test", "no-data-hash", torch.device("cpu"))
     for _ in range(6):
         run.online_step()
     rows = slice(run.buffer.num_offline, run.buffer.num_offline + 6)

@@ -1,11 +1,14 @@
 """ogbench >= 1.2 with success_timing='post' behaves as ogbench 1.1.0, which the paper used."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
+
+from tests.conftest import ROOT
 
 PROBE = textwrap.dedent("""
     import json, sys, mujoco, numpy as np, ogbench
@@ -32,8 +35,6 @@ PROBE = textwrap.dedent("""
 def probe(kwargs: dict, pythonpath: str | None = None) -> list:
     env = None
     if pythonpath:
-        import os
-
         env = {**os.environ, "PYTHONPATH": pythonpath}
     proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps(kwargs)], capture_output=True, text=True,
                           env=env, timeout=300)
@@ -44,13 +45,17 @@ def probe(kwargs: dict, pythonpath: str | None = None) -> list:
     return result["steps"]
 
 
+OGBENCH_110 = ROOT / "build" / "ogbench-1.1.0"  # installed there by install.sh (pip --target)
+
+
 @pytest.fixture(scope="module")
-def ogbench_110(tmp_path_factory) -> str:
-    target = tmp_path_factory.mktemp("ogbench110")
-    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target",
-                           str(target), "ogbench==1.1.0"], capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"could not install ogbench 1.1.0 from PyPI: {proc.stderr[-500:]}"
-    return str(target)
+def ogbench_110() -> str:
+    if not (OGBENCH_110 / "ogbench" / "__init__.py").is_file():
+        message = f"ogbench 1.1.0 is not in {OGBENCH_110}: run ./install.sh (the tests install nothing)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return str(OGBENCH_110)
 
 
 def test_success_timing_post_equals_ogbench_110(ogbench_110):

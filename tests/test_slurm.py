@@ -1,9 +1,14 @@
-"""`snakemake --profile slurm` against a real single-node SLURM cluster (tools/local-slurm.sh)."""
+"""`snakemake --profile slurm` against a real single-node SLURM cluster (tools/local-slurm.sh).
+
+The cluster lives in a temporary folder (its own munge key, sockets, ports, state and pid files): the tests
+install nothing and write nothing under /etc, and stop exactly the daemons they started, by their pids.
+"""
 
 import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 
 import pytest
@@ -16,29 +21,48 @@ SLURM_CONFIG = ROOT / "tests" / "workflow" / "slurm.yaml"
 RUN = "results/offline/cube-single-play-singletask-task1-v0/seed0"
 
 
+def unavailable(message):
+    if os.environ.get("CI"):  # .ci/run installs SLURM and runs as root: there, not running is a failure
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 @pytest.fixture(scope="module")
-def cluster():
-    proc = subprocess.run([str(ROOT / "tools" / "local-slurm.sh"), "up"], capture_output=True, text=True,
-                          timeout=900)
-    if proc.returncode != 0 or not shutil.which("sbatch"):
-        message = f"could not start the local SLURM cluster: {proc.stderr[-1000:]}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message + " (needs root and Debian's slurm-wlm and munge)")
-    return True
+def cluster(tmp_path_factory):
+    """A private single-node cluster; yields the environment that points at it. Started only if SLURM is
+    installed."""
+    if not all(shutil.which(t) for t in ("sbatch", "slurmctld", "slurmd", "munged")):
+        unavailable("SLURM is not installed (Debian: slurm-wlm, munge; `tools/local-slurm.sh install`)")
+    if os.geteuid() != 0:
+        unavailable("the local SLURM cluster needs root (slurmd starts the jobs)")
+    folder = tmp_path_factory.mktemp("slurm")
+    script = str(ROOT / "tools" / "local-slurm.sh")
+    proc = subprocess.run([script, "up", str(folder)], capture_output=True, text=True, timeout=300)
+    try:
+        if proc.returncode != 0:
+            unavailable(f"could not start the local SLURM cluster: {proc.stderr[-1000:]}")
+        yield {**os.environ, "SLURM_CONF": str(folder / "slurm.conf"),
+               "PATH": f"{folder / 'bin'}:{os.environ['PATH']}"}
+    finally:
+        subprocess.run([script, "down", str(folder)], capture_output=True, timeout=120)
 
 
-def profile_run(work, config, suite, *extra):
+def profile_run(work, config, suite, env, *extra):
     """`snakemake --profile slurm` typed literally in the repository root, working in a scratch folder; the
     suite is chosen on the command line, as a user does (the profile's default is the paper suite)."""
     return subprocess.Popen(
         ["snakemake", "--profile", "slurm", "--directory", str(work), "--configfile", str(config),
          "--config", f"suite={suite}", *extra],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+
+
+def squeue_ids(env):
+    out = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, env=env).stdout
+    return [line.strip() for line in out.splitlines() if line.strip()]
 
 
 def test_quick_suite_runs_through_sbatch(cluster, tmp_path):
-    proc = profile_run(tmp_path, CI_CONFIG, "ci")
+    proc = profile_run(tmp_path, CI_CONFIG, "ci", cluster)
     out, _ = proc.communicate(timeout=1500)
     assert proc.returncode == 0, out[-4000:]
     assert (tmp_path / "results" / "verification" / "report.md").exists()
@@ -56,7 +80,7 @@ def test_quick_suite_runs_through_sbatch(cluster, tmp_path):
 
 
 def test_cancelled_training_job_is_retried_and_resumes(cluster, tmp_path):
-    proc = profile_run(tmp_path, SLURM_CONFIG, "slurm")
+    proc = profile_run(tmp_path, SLURM_CONFIG, "slurm", cluster)
     state = tmp_path / RUN / "_resume" / "state.pt"
     deadline, cancelled_at = time.time() + 900, None
     while time.time() < deadline and proc.poll() is None:
@@ -66,10 +90,9 @@ def test_cancelled_training_job_is_retried_and_resumes(cluster, tmp_path):
             except Exception:
                 step = -1
             if step >= 300:
-                jobs = subprocess.run(["squeue", "-h", "-o", "%i %j"], capture_output=True, text=True).stdout
-                ids = [line.split()[0] for line in jobs.splitlines() if line.strip()]
+                ids = squeue_ids(cluster)  # this private cluster runs only this test's jobs
                 assert ids, "no SLURM job to cancel"
-                subprocess.run(["scancel", *ids], check=True)
+                subprocess.run(["scancel", *ids], check=True, env=cluster)
                 cancelled_at = step
                 break
         time.sleep(0.5)
@@ -81,3 +104,23 @@ def test_cancelled_training_job_is_retried_and_resumes(cluster, tmp_path):
     assert resumed and resumed[0] >= cancelled_at, log[-2000:]  # the step counter did not restart
     steps = [int(line.split(",")[0]) for line in (tmp_path / RUN / "eval.csv").read_text().splitlines()[1:]]
     assert steps == [0, 500, 1000, 1500]
+
+
+def test_profile_without_slurm_says_so_in_one_line(tmp_path):
+    """On a machine without SLURM's commands, `--profile slurm` stops with one line before any job."""
+    bin_dir = tmp_path / "bin"  # a PATH with Python and the basics, without sbatch, squeue or sacct
+    bin_dir.mkdir()
+    for name, target in (("python", sys.executable), ("python3", sys.executable), ("which", shutil.which("which")),
+                         ("bash", shutil.which("bash")), ("sh", shutil.which("sh"))):
+        (bin_dir / name).symlink_to(target)
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--profile", "slurm", "--directory", str(work),
+                           "--configfile", str(CI_CONFIG), "--config", "suite=ci"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "PATH": str(bin_dir)})
+    assert proc.returncode != 0
+    errors = [line for line in (proc.stdout + proc.stderr).splitlines() if "error" in line.lower()]
+    assert errors == ["config error: the slurm executor (--profile slurm) needs SLURM's sbatch on PATH, and "
+                      "there is none on this machine; run on the cluster's login node, or drop --profile slurm "
+                      "to run locally"], errors
+    assert sorted(p.name for p in work.iterdir()) == [".snakemake"]  # no job ran, no output written

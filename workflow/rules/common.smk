@@ -1,4 +1,6 @@
 # Helpers only: config validation, task and seed lists, input functions, target lists.
+import difflib
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -41,12 +43,22 @@ def check_executor():
                      "this machine; run on the cluster's login node, or drop --profile slurm to run locally")
 
 
+def check_targets(argv):
+    """A target or --forcerun path naming an unknown task: one line now, not an input-function traceback."""
+    for arg in argv:
+        match = re.match(r"^(?:\./)?results/(?:offline|o2o)/([^/]+)/", arg)
+        if match and match.group(1) not in TASKS:
+            close = difflib.get_close_matches(match.group(1), list(TASKS), n=3, cutoff=0.6)
+            config_error(f"target {arg}: unknown task {match.group(1)!r} (valid: ids of config/mfql/tasks/*.yaml"
+                         + (f", e.g. {', '.join(close)})" if close else ")"))
+
+
 validate_config(config)
-check_executor()
 ROOT = Path(workflow.basedir)  # the repository: its config files are found from any --directory
 SUITE = config["suites"][config["suite"]]
 DATA = config["data_dir"].rstrip("/")
 TASKS = {t: load_task(t) for t in known_tasks()}
+check_targets(sys.argv)
 # Set by the pipeline itself, so a suite's args may not set them.
 PIPELINE_KEYS = ("task", "seed", "out_dir", "data_dir", "model", "device", "threads", "overwrite")
 

@@ -1,0 +1,148 @@
+"""Bad input, table-driven: every command refuses it with exit code 2 and one line naming the value and what
+would be valid, and leaves the run folder it was pointed at exactly as it was (or never creates one)."""
+
+from __future__ import annotations
+
+import shutil
+import zipfile
+
+import numpy as np
+import pytest
+
+from tests.conftest import TASK, run_module
+
+QUICK = ["model=small", "env_max_steps=5", "eval_episodes=1", "log_interval=5", "device=cpu", "offline_steps=5",
+         "eval_interval=5"]
+
+
+def snapshot(folder):
+    """Every file under a folder with its bytes (None if the folder does not exist)."""
+    if not folder.exists():
+        return None
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, ogbench_dir):
+    """A finished small run and its data folder."""
+    root = tmp_path_factory.mktemp("finished")
+    data = root / "data"
+    shutil.copytree(ogbench_dir.parent, data)
+    run = root / "run"
+    run_module("mfql.train", f"task={TASK}", "seed=0", f"out_dir={run}", f"data_dir={data}", *QUICK)
+    return run, data
+
+
+def damaged_data(root, ogbench_dir, how):
+    """A copy of the regenerated cube-single data with one kind of damage in the training file."""
+    data = root / f"data-{how}"
+    shutil.copytree(ogbench_dir.parent, data)
+    path = data / "ogbench" / "cube-single-play-v0.npz"
+    if how == "truncated":
+        path.write_bytes(path.read_bytes()[:2000])
+        return data
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    if how == "keyless":
+        del arrays["actions"]
+    elif how == "short":
+        arrays["actions"] = arrays["actions"][:-50]
+    elif how == "nan":
+        arrays["observations"][7, 3] = np.nan
+    elif how == "wide":
+        arrays["actions"] = np.concatenate([arrays["actions"], arrays["actions"][:, :1]], axis=1)
+    np.savez_compressed(path, **arrays)
+    return data
+
+
+# (command, arguments, the text the one error line must contain). {run}: the finished run's folder, {data}: its
+# data, {file}: an ordinary file, {bad:<how>}: damaged data, {new}: a folder that must not come to exist.
+CASES = [
+    ("mfql.train", ["task=cube-single-play-singletask-task9-v0"], "task='cube-single-play-singletask-task9-v0' is not a known task"),
+    ("mfql.train", ["task=../model/small"], "task='../model/small' is not a known task"),
+    ("mfql.train", ["learning_rate=3"], "unknown or malformed option 'learning_rate=3'"),
+    ("mfql.train", ["parity=fast"], "parity='fast' is not valid (valid: official, corrected)"),
+    ("mfql.train", ["model=big"], "model='big' is not valid (valid: paper, small)"),
+    ("mfql.train", ["agent.alpha=abc"], "agent.alpha='abc' is not valid (valid: a finite number)"),
+    ("mfql.train", ["agent.alpha=nan"], "agent.alpha=nan is not valid (valid: a finite number)"),
+    ("mfql.train", ["agent.alpha=-1"], "agent.alpha=-1 is not valid (valid: a finite number > 0)"),
+    ("mfql.train", ["agent.alpha_bounds=[a,b]"], "agent.alpha_bounds=['a', 'b'] is not valid"),
+    ("mfql.train", ["agent.dynamic_alpha=maybe"], "agent.dynamic_alpha='maybe' is not valid (valid: true or false)"),
+    ("mfql.train", ["agent.num_candidates=0"], "agent.num_candidates=0 is not valid (valid: an integer >= 1)"),
+    ("mfql.train", ["offline_steps=-1"], "offline_steps=-1 is not valid (valid: an integer >= 0)"),
+    ("mfql.train", ["eval_interval=abc"], "eval_interval='abc' is not valid (valid: an integer)"),
+    ("mfql.train", ["env_max_steps=0"], "env_max_steps=0 is not valid (valid: null or an integer >= 1)"),
+    ("mfql.train", ["threads=0"], "threads=0 is not valid (valid: null or an integer >= 1)"),
+    ("mfql.train", ["device=tpu"], "device='tpu' is not valid (valid: auto, cpu, cuda, cuda:N)"),
+    ("mfql.train", ["device=cuda"], "device='cuda' but CUDA is not usable here"),
+    ("mfql.train", ["tracker=mlflow"], "tracker='mlflow' is not valid (valid: none, tensorboard, wandb)"),
+    ("mfql.train", ["task=visual-cube-single-play-singletask-task1-v0"], "is pixel-based and needs an image encoder"),
+    ("mfql.train", ["out_dir={file}"], "is a file (valid: a folder, new or existing)"),
+    ("mfql.train", ["out_dir={file}/sub"], "which is a file (valid: a folder path)"),
+    ("mfql.train", ["data_dir={file}"], "is a file (valid: a folder)"),
+    ("mfql.train", ["seed=1"], "holds another run task=cube-single-play-singletask-task1-v0 seed=0"),
+    ("mfql.train", ["agent.alpha=7"], "choose another out_dir, or pass overwrite=true to replace it"),
+    ("mfql.train", ["out_dir={new}", "data_dir={bad:truncated}"], "cannot be read (BadZipFile"),
+    ("mfql.train", ["out_dir={new}", "data_dir={bad:keyless}"], "missing key 'actions'"),
+    ("mfql.train", ["out_dir={new}", "data_dir={bad:short}"], "cannot be read"),
+    ("mfql.train", ["out_dir={new}", "data_dir={bad:nan}"], "'observations' has 1 non-finite value(s) (first at row 7)"),
+    ("mfql.train", ["out_dir={new}", "data_dir={bad:wide}"], "'actions' are 6 wide, the environment's actions 5"),
+    ("mfql.evaluate", ["checkpoint={run}/final.pt", "episodes=abc"], "episodes='abc' is not valid (valid: an integer)"),
+    ("mfql.evaluate", ["checkpoint={run}/final.pt", "episodes=0"], "episodes=0 is not valid (valid: an integer >= 1)"),
+    ("mfql.evaluate", ["checkpoint={run}/missing.pt"], "does not exist (valid: a final.pt written by mfql.train)"),
+    ("mfql.evaluate", ["checkpoint={truncated_final}"], "is not a readable mfql checkpoint"),
+    ("mfql.evaluate", ["checkpoint={foreign_final}"], "does not match the SHA-256 recorded in its run's meta.json"),
+    ("mfql.datagen", ["dataset=cube-sixfold-play-v0", "out_dir={new}"], "dataset='cube-sixfold-play-v0' cannot be regenerated"),
+    ("mfql.datagen", ["dataset=cube-single-play-v0", "val_episodes=-1", "out_dir={new}"], "val_episodes=-1 is not valid"),
+    ("mfql.datagen", ["dataset=cube-single-play-v0", "episodes=100000", "out_dir={file}"], "is a file (valid: a folder"),
+    ("mfql.toy", ["out_dir={file}", "steps=100000000"], "is a file (valid: a folder, new or existing)"),
+    ("mfql.toy", ["out_dir={new}", "steps=0"], "steps=0 is not valid (valid: an integer >= 1)"),
+    ("mfql.toy", ["out_dir={new}", "model=big"], "model='big' is not valid (valid: small, paper)"),
+    ("mfql.fetch", ["dataset=../../etc/passwd", "data_dir={new}"], "is not an OGBench dataset name"),
+    ("mfql.fetch", ["dataset=D4RL/foo/bar-v0", "data_dir={new}"], "is not a dataset of the paper"),
+    ("mfql.bench", ["updates=0"], "updates=0 is not valid (valid: an integer >= 1)"),
+]
+
+
+@pytest.mark.parametrize("module, args, needle", CASES, ids=[f"{m.split('.')[1]}:{' '.join(a)}" for m, a, _ in CASES])
+def test_bad_input_is_one_line_exit_2_and_changes_nothing(module, args, needle, finished, ogbench_dir, tmp_path):
+    run, data = finished
+    before = snapshot(run)
+    plain_file = tmp_path / "plain.txt"
+    plain_file.write_text("not a folder\n")
+    truncated_final = tmp_path / "truncated" / "final.pt"
+    truncated_final.parent.mkdir()
+    truncated_final.write_bytes((run / "final.pt").read_bytes()[:5000])
+    foreign = tmp_path / "foreign"  # another run's final.pt copied over this run's: meta.json's SHA-256 differs
+    shutil.copytree(run, foreign)
+    with zipfile.ZipFile(foreign / "final.pt", "a") as archive:
+        archive.writestr("extra", b"tampered")
+    new = tmp_path / "new"
+
+    def fill(arg):
+        if "{bad:" in arg:
+            how = arg.split("{bad:")[1].rstrip("}")
+            return arg.split("{")[0] + str(damaged_data(tmp_path, ogbench_dir, how))
+        return arg.format(run=run, data=data, file=plain_file, new=new, truncated_final=truncated_final,
+                          foreign_final=foreign / "final.pt")
+
+    filled = [fill(a) for a in args]
+    if module == "mfql.train":
+        base = {"task": TASK, "seed": "0", "out_dir": str(run), "data_dir": str(data)}
+        base.update({k: v for k, v in (q.split("=", 1) for q in QUICK)})
+        base.update({a.split("=", 1)[0]: a.split("=", 1)[1] for a in filled})
+        filled = [f"{k}={v}" for k, v in base.items()]
+    proc = run_module(module, *filled, check=False, timeout=120)
+    lines = [line for line in proc.stderr.splitlines() if line.strip() and " INFO " not in line]
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], proc.stderr[-2000:]
+    assert snapshot(run) == before, "the finished run's folder changed"
+    assert not new.exists(), f"{new} was created"
+
+
+@pytest.mark.parametrize("module", ["mfql.train", "mfql.evaluate", "mfql.datagen", "mfql.toy", "mfql.fetch",
+                                    "mfql.bench"])
+def test_every_command_has_help(module):
+    proc = run_module(module, "--help")
+    assert f"python -m {module}" in proc.stdout and "Options (key=value)" in proc.stdout
+    assert proc.stderr == ""
