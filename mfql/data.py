@@ -108,7 +108,8 @@ def load_ogbench(task: str, data_dir: str | Path, verify: bool = True):
             task, dataset_dir=str(files[0].parent), success_timing="post")
         dataset = {k: np.asarray(train[k], dtype=np.float32) for k in KEYS}
     except BROKEN_FILE_ERRORS as exc:
-        reason = f"missing key {exc}" if isinstance(exc, KeyError) else (str(exc).splitlines() or ["?"])[0][:160]
+        text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+        reason = (text.splitlines() or ["?"])[0][:160]
         how = missing_data_message(task, "ogbench", data_dir).split("; ", 1)[1]
         raise DatasetError(f"dataset files {files[0]} / {files[1].name} cannot be read ({type(exc).__name__}: "
                            f"{reason}); get them again: {how}") from None

@@ -64,11 +64,14 @@ class RunFolder:
             handle.close()
             raise RunError(f"run folder {self.path} is in use by another mfql.train process (pid {holder}); "
                            f"wait for it to end or choose another out_dir") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
         self._lock_handle = handle
+
+    def _write_pid(self) -> None:
+        """Name this process in the lock file, once it has taken the folder (a refusal leaves it as it was)."""
+        self._lock_handle.seek(0)
+        self._lock_handle.truncate()
+        self._lock_handle.write(f"{os.getpid()}\n")
+        self._lock_handle.flush()
 
     def release(self, remove: bool = False) -> None:
         if self._lock_handle is not None:
@@ -109,7 +112,6 @@ class RunFolder:
 
     def claim(self, key: str, overwrite: bool) -> str:
         """Decide what this run does here: 'finished' (nothing to do), 'resume' or 'fresh'."""
-        self._remove_stale_temporaries()
         found = self.recorded()
         if found is not None and found[0] != key:
             if not overwrite:
@@ -119,9 +121,12 @@ class RunFolder:
                     f"out_dir={str(self.path)!r} holds {what} {found[2]} (run key {found[0] or 'none'} in "
                     f"{found[1]}, this run's is {key}); choose another out_dir, or pass overwrite=true to "
                     f"replace it")
+            self._write_pid()
             log.warning("overwrite=true: replacing %s (%s) in %s", found[2], found[1], self.path)
             self.clear()
             return "fresh"
+        self._write_pid()
+        self._remove_stale_temporaries()
         if overwrite:
             self.clear()
             return "fresh"

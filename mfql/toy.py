@@ -108,7 +108,7 @@ def main(argv: list[str]) -> None:
     require_int(cfg, "threads", 1, nullable=True)
     require_positive(cfg, "lr")
     if cfg.model not in ("small", "paper"):
-        raise ConfigError(f"model={cfg.model!r} is not valid (valid: small, paper)")
+        raise ConfigError(f"model={cfg.model!r} is not valid (valid: paper, small)")
     out = check_out_dir("out_dir", cfg.out_dir)  # before minutes of training, not after
     set_threads(cfg.threads)
     agent, losses = train(cfg)
