@@ -219,6 +219,10 @@ def validate_train(cfg: DictConfig) -> None:
     for key in ("agent.lr", "agent.alpha", "agent.tau", "agent.sigma", "agent.grad_clip", "agent.target_clip"):
         require_positive(cfg, key)
     require_positive(cfg, "agent.critic_lr", nullable=True)
+    for key in ("agent.lr", "agent.critic_lr"):
+        value = OmegaConf.select(cfg, key)
+        if value is not None and value > 1:
+            raise _type_error(key, value, "a learning rate in (0, 1]")
     if not 0 < cfg.agent.discount <= 1:
         raise _type_error("agent.discount", cfg.agent.discount, "a number in (0, 1]")
     if cfg.agent.actor_hidden_dim % cfg.agent.actor_num_heads:

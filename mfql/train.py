@@ -169,7 +169,8 @@ class Run:
                 if self.last_good_state is not None else "no resume state was written before it")
         where = f"at step {bad}" if bad >= 0 else f"by step {step}"
         raise RunError(f"training diverged: non-finite loss {where} ({self.cfg.task} seed {self.cfg.seed}); {kept}; "
-                       f"lower agent.lr / agent.critic_lr or check the data, then rerun")
+                       f"lower agent.lr / agent.critic_lr or check the data, then rerun (with overwrite=true once the "
+                       f"config differs)")
 
     # ------------------------------------------------------------------------------------------- loop
     def online_step(self) -> None:

@@ -1,0 +1,312 @@
+"""Nothing lost, nothing executed: planted checkpoints, owned and locked run folders, guarded numbers,
+permissions, progress off a terminal, thread allotment and the dataset mirror."""
+
+from __future__ import annotations
+
+import csv
+import http.server
+import json
+import os
+import pickle
+import shutil
+import stat
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from mfql.checkpoint import STATE_MAGIC, load_state, save_state
+from mfql.config import train_config
+from mfql.devices import cpu_allotment
+from mfql.runfolder import run_key
+from tests.conftest import ROOT, TASK, run_module
+
+QUICK = ["model=small", "env_max_steps=5", "eval_episodes=1", "log_interval=5", "device=cpu", "eval_interval=5"]
+
+
+def train(out, data, *extra, check=True, env=None):
+    args = [f"task={TASK}", "seed=0", f"out_dir={out}", f"data_dir={data}", *QUICK, "offline_steps=5", *extra]
+    if env is None:
+        return run_module("mfql.train", *args, check=check)
+    proc = subprocess.run([sys.executable, "-m", "mfql.train", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600, env=env)
+    assert not check or proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def error_lines(proc):
+    return [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+
+
+class Planted:
+    """A pickle that runs code when unpickled: what a planted checkpoint would carry."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+# ------------------------------------------------------------------------------------------ code execution
+@pytest.mark.parametrize("with_valid_checksum", [False, True])
+def test_planted_resume_state_is_refused_never_executed(tmp_path, ogbench_dir, with_valid_checksum):
+    marker = tmp_path / "EXECUTED"
+    out = tmp_path / "run"
+    (out / "_resume").mkdir(parents=True)
+    payload = pickle.dumps({"step": 3, "run_key": "x", "evil": Planted(marker)})
+    if with_valid_checksum:  # an attacker can compute the checksum too: weights_only must still refuse it
+        import hashlib
+
+        payload = STATE_MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload
+    (out / "_resume" / "state.pt").write_bytes(payload)
+    proc = train(out, ogbench_dir.parent, check=False)
+    assert proc.returncode == 2 and len(error_lines(proc)) == 1, proc.stderr[-2000:]
+    assert "state.pt" in error_lines(proc)[0] and "delete it to start" in error_lines(proc)[0]
+    assert not marker.exists(), "unpickling the planted state ran code"
+
+
+def test_planted_final_checkpoint_is_refused_by_evaluate(tmp_path):
+    marker = tmp_path / "EXECUTED"
+    path = tmp_path / "final.pt"
+    torch.save({"evil": Planted(marker)}, path)
+    proc = run_module("mfql.evaluate", f"checkpoint={path}", check=False)
+    assert proc.returncode == 2 and "is not a readable mfql checkpoint" in proc.stderr
+    assert not marker.exists()
+
+
+def test_resume_state_round_trips_and_detects_any_flipped_byte(tmp_path):
+    path = tmp_path / "state.pt"
+    save_state(path, {"step": 7, "w": torch.arange(5.0), "nested": {"a": [1, 2.5, "x"]}})
+    assert load_state(path)["step"] == 7
+    raw = bytearray(path.read_bytes())
+    raw[-100] ^= 0x01
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="damaged"):
+        load_state(path)
+
+
+# ------------------------------------------------------------------------------------------ run folders
+def test_foreign_run_is_never_overwritten_unless_asked(tmp_path, ogbench_dir):
+    out = tmp_path / "run"
+    train(out, ogbench_dir.parent)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    other = train(out, ogbench_dir.parent, "seed=3", check=False)
+    assert other.returncode == 2 and "holds another run" in error_lines(other)[0]
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    replaced = train(out, ogbench_dir.parent, "seed=3", "overwrite=true")
+    assert "replacing" in replaced.stderr
+    assert json.loads((out / "meta.json").read_text())["seed"] == 3
+
+
+def test_finished_run_rerun_is_a_no_op_whatever_the_path_spelling(tmp_path, ogbench_dir):
+    out = tmp_path / "run"
+    train(out, ogbench_dir.parent)
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != ".lock"}
+    # The same run, with the data folder spelled differently and from another working directory.
+    spelled = f"{ogbench_dir.parent}/./"
+    again = train(out, spelled, "threads=1")
+    assert "already holds this finished run" in again.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != ".lock"} == stamps
+    a = train_config([f"task={TASK}", "out_dir=a", "data_dir=data", "device=cpu"])
+    b = train_config([f"task={TASK}", "out_dir=./b/", "data_dir=./data", "device=auto", "tracker=none"])
+    assert run_key(a, "sha") == run_key(b, "sha") != run_key(a, "other-data")
+    c = train_config([f"task={TASK}", "out_dir=a", "data_dir=data", "agent.alpha=3"])
+    assert run_key(c, "sha") != run_key(a, "sha")
+
+
+def test_deleted_logs_come_back_from_final_pt_without_training(tmp_path, ogbench_dir):
+    out = tmp_path / "run"
+    train(out, ogbench_dir.parent)
+    saved = {n: (out / n).read_text() for n in ("eval.csv", "train.csv", "config.yaml", "meta.json")}
+    stamp = (out / "final.pt").stat().st_mtime_ns
+    for name in saved:
+        (out / name).unlink()
+    again = train(out, ogbench_dir.parent)
+    assert "already holds this finished run" in again.stderr and "eval step" not in again.stderr
+    assert {n: (out / n).read_text() for n in saved} == saved
+    assert (out / "final.pt").stat().st_mtime_ns == stamp
+
+
+def test_a_second_process_is_locked_out(tmp_path, ogbench_dir):
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "mfql.train", f"task={TASK}", "seed=0", f"out_dir={out}",
+            f"data_dir={ogbench_dir.parent}", *QUICK, "offline_steps=100000", "eval_interval=100000"]
+    first = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (out / "train.csv").exists():  # the first one is training
+            time.sleep(0.2)
+        assert (out / "train.csv").exists(), "the first run did not start"
+        second = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 3
+        assert error_lines(second) == [f"error: run folder {out} is in use by another mfql.train process "
+                                       f"(pid {first.pid}); wait for it to end or choose another out_dir"]
+    finally:
+        first.kill()
+        first.wait()
+
+
+# ------------------------------------------------------------------------------------------ numbers
+def test_eval_episodes_zero_writes_a_valid_empty_eval_csv(tmp_path, ogbench_dir):
+    out = tmp_path / "run"
+    train(out, ogbench_dir.parent, "eval_episodes=0")
+    assert (out / "eval.csv").read_text() == "step,success,success_std,episodes\n"
+
+
+def test_divergence_stops_the_run_and_keeps_the_last_good_state(tmp_path, ogbench_dir):
+    out = tmp_path / "run"
+    proc = train(out, ogbench_dir.parent, "offline_steps=50", "checkpoint_interval=1", "agent.critic_lr=1e30",
+                 check=False)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    [line] = error_lines(proc)
+    assert line.startswith("error: training diverged: non-finite loss at step ")
+    bad = int(line.split("at step ")[1].split()[0])
+    state = load_state(out / "_resume" / "state.pt")
+    assert state["step"] < bad and f"last good resume state (step {state['step']})" in line
+    weights = [*state["agent"]["actor"].values(), *state["agent"]["critic"].values()]
+    assert all(torch.isfinite(w).all() for w in weights)
+    assert not (out / "final.pt").exists()
+
+
+# ------------------------------------------------------------------------------------------ usability
+def test_files_respect_the_umask_and_progress_shows_off_a_terminal(tmp_path, ogbench_dir):
+    out = tmp_path / "run"
+    env = {**os.environ, "MFQL_PROGRESS_SECONDS": "0", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "mfql.train", f"task={TASK}", "seed=0", f"out_dir={out}",
+         f"data_dir={ogbench_dir.parent}", *QUICK, "offline_steps=5"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env=env, preexec_fn=lambda: os.umask(0o002))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for name in ("final.pt", "meta.json", "config.yaml"):
+        assert stat.S_IMODE((out / name).stat().st_mode) == 0o664, name  # group-readable and -writable
+    assert "train 6/6 (100%)" in proc.stderr and "ETA" in proc.stderr  # stderr is a pipe here, not a TTY
+    assert json.loads((out / "meta.json").read_text())["threads"] == 1
+    evaluation = subprocess.run([sys.executable, "-m", "mfql.evaluate", f"checkpoint={out / 'final.pt'}",
+                                 "episodes=2"], cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+    assert "evaluate 2/2 (100%)" in evaluation.stderr
+
+
+def test_thread_allotment_follows_the_job(monkeypatch):
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "3")
+    monkeypatch.setenv("OMP_NUM_THREADS", "5")
+    assert cpu_allotment() == 3
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK")
+    assert cpu_allotment() == 5
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert cpu_allotment() == len(os.sched_getaffinity(0))
+
+
+# ------------------------------------------------------------------------------------------ download mirror
+class Server:
+    """A local HTTP server: /down answers 503; /mirror and /liar serve files with a published SHA-256."""
+
+    def __init__(self, files: dict[str, bytes]):
+        import hashlib
+
+        sums = {name: hashlib.sha256(body).hexdigest() for name, body in files.items()}
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                kind, _, name = self.path.strip("/").partition("/")
+                if kind == "down" or name not in files:
+                    self.send_error(503 if kind == "down" else 404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(files[name])))
+                digest = sums[name] if kind == "mirror" else "0" * 64
+                self.send_header("X-Linked-Etag", f'"{digest}"')
+                self.end_headers()
+                self.wfile.write(files[name])
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+
+
+def test_download_falls_back_to_the_mirror_and_verifies_its_checksums(tmp_path, ogbench_dir):
+    import ogbench.utils
+
+    from mfql.config import compose
+
+    assert list(compose("fetch", ["dataset=x"]).ogbench_sources)[0] == ogbench.utils.DATASET_URL
+    files = {n: (ogbench_dir / n).read_bytes() for n in ("cube-single-play-v0.npz", "cube-single-play-v0-val.npz")}
+    server = Server(files)
+    try:
+        good = run_module("mfql.fetch", "dataset=cube-single-play-v0", f"data_dir={tmp_path / 'good'}",
+                          f"ogbench_sources=[{server.url}/down,{server.url}/mirror]")
+        assert "source failed" in good.stderr and f"downloaded from {server.url}/mirror" in good.stderr
+        assert "SHA-256 verified" in good.stderr
+        for name, body in files.items():
+            assert (tmp_path / "good" / "ogbench" / name).read_bytes() == body
+        assert (tmp_path / "good" / "checksums" / "cube-single-play-v0.json").is_file()
+
+        bad = run_module("mfql.fetch", "dataset=cube-single-play-v0", f"data_dir={tmp_path / 'bad'}",
+                         f"ogbench_sources=[{server.url}/down,{server.url}/liar]", check=False)
+        assert bad.returncode == 2 and len(error_lines(bad)) == 1
+        assert "does not match the published" in error_lines(bad)[0] and "mfql.datagen" in error_lines(bad)[0]
+        assert not list((tmp_path / "bad" / "ogbench").iterdir())  # nothing kept, no temporary left
+    finally:
+        server.close()
+
+
+# ------------------------------------------------------------------------------------------ aggregation
+def fake_run(root, setting, task, seed, *, cfg_task=None, eval_task=None, offline_steps=100):
+    folder = root / "results" / setting / task / f"seed{seed}"
+    folder.mkdir(parents=True)
+    cfg = train_config([f"task={cfg_task or task}", f"seed={seed}", "out_dir=.", "model=small",
+                        f"offline_steps={offline_steps}"])
+    from omegaconf import OmegaConf
+
+    (folder / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    meta = {"task": cfg.task, "seed": seed, "run_key": f"key-{cfg.task}-{seed}", "final_sha256": "f" * 64}
+    (folder / "meta.json").write_text(json.dumps(meta))
+    with open(folder / "eval.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["step", "success", "success_std", "episodes"])
+        for step in (0, 50, 100):
+            writer.writerow([step, 0.5, 0.1, 2])
+    final_eval = {"task": eval_task or cfg.task, "run_key": meta["run_key"] if not eval_task else "other",
+                  "checkpoint_sha256": "f" * 64, "success": 0.5}
+    (folder / "final_eval.json").write_text(json.dumps(final_eval))
+    return {"setting": setting, "task": task, "seed": seed, "dir": str(folder),
+            "args": {"offline_steps": 100}, "model": "small"}
+
+
+def test_tables_take_exactly_the_planned_runs_and_refuse_mismatched_files(tmp_path):
+    from mfql.results import ResultError, collect
+
+    planned = [fake_run(tmp_path, "offline", TASK, s) for s in (0, 1)]
+    fake_run(tmp_path, "offline", TASK, 7)  # a stray folder the suite does not plan
+    _, scores = collect(planned, "regenerate")
+    assert sorted(scores.seed) == [0, 1]
+
+    other = "cube-single-play-singletask-task2-v0"
+    cases = {
+        "config.yaml is of task": fake_run(tmp_path / "a", "offline", TASK, 0, cfg_task=other),
+        "final_eval.json evaluated a checkpoint of task": fake_run(tmp_path / "b", "offline", TASK, 0, eval_task=other),
+        "config.yaml has offline_steps=200": fake_run(tmp_path / "c", "offline", TASK, 0, offline_steps=200),
+    }
+    for needle, run in cases.items():
+        with pytest.raises(ResultError, match=needle.replace(".", r"\.")):
+            collect([run], "regenerate")
+
+
+def test_stale_temporary_files_of_a_killed_write_are_cleaned(tmp_path, ogbench_dir):
+    out = tmp_path / "run"
+    (out / "_resume").mkdir(parents=True)
+    (out / "_resume" / ".state.pt.abc123.tmp").write_bytes(np.zeros(100).tobytes())
+    (out / ".final.pt.def456.tmp").write_bytes(b"half")
+    train(out, ogbench_dir.parent)
+    assert not list(out.rglob("*.tmp")) and (out / "final.pt").is_file()
+    shutil.rmtree(out)
