@@ -31,7 +31,12 @@ def project_copy(dest):
     sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "project", cwd=dest)
 
 
-def test_dvc_push_clone_pull_then_snakemake_has_nothing_to_do(tmp_path):
+def test_dvc_push_clone_pull_then_snakemake_has_nothing_to_do(tmp_path, monkeypatch):
+    # DVC's per-machine caches and config go to the test's folder, not /var/tmp or the home folder.
+    monkeypatch.setenv("DVC_SITE_CACHE_DIR", str(tmp_path / "dvc-site-cache"))
+    monkeypatch.setenv("DVC_GLOBAL_CONFIG_DIR", str(tmp_path / "dvc-global"))
+    monkeypatch.setenv("DVC_SYSTEM_CONFIG_DIR", str(tmp_path / "dvc-system"))
+    monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
     src, dst, remote = tmp_path / "src", tmp_path / "dst", tmp_path / "remote"
     src.mkdir()
     project_copy(src)
@@ -48,7 +53,7 @@ def test_dvc_push_clone_pull_then_snakemake_has_nothing_to_do(tmp_path):
     assert "counts.not comparable" in metrics
 
     sh("git", "clone", "-q", str(src), str(dst), cwd=tmp_path)
-    assert not (dst / "results").exists()
+    assert not (dst / "results" / "offline").exists() and not (dst / "results" / "tables").exists()
     sh("dvc", "pull", cwd=dst)
     snake = ["snakemake", "--configfile", str(CI_CONFIG.relative_to(ROOT))]
     sh(*snake, "--touch", "--cores", "1", cwd=dst)

@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -89,6 +90,51 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, ogbench_dir):
         for name in a[key]:
             assert torch.equal(a[key][name], b[key][name]), f"{key}.{name} differs after resume"
     assert not (out / "_resume" / "state.pt").exists()
+
+
+def kill_when(proc, condition, timeout=300):
+    """SIGKILL ``proc`` as soon as ``condition()`` holds; returns whether it did (False: the run ended first)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if condition():
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return True
+        time.sleep(0.0005)
+    proc.wait()
+    return False
+
+
+def test_kills_at_random_points_and_during_checkpoint_writes_then_rerun_ends_identical(tmp_path, ogbench_dir):
+    """Fault injection: SIGKILL while a checkpoint file is being written, then at random moments (seeded),
+    each time rerunning the same command; the run that finally completes equals one never interrupted."""
+    args = ["offline_steps=60", "online_steps=60", "eval_interval=30", "checkpoint_interval=2"]
+    ref = tmp_path / "ref"
+    run_module("mfql.train", *train_args(ref, ogbench_dir.parent, *args))
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "mfql.train", *train_args(out, ogbench_dir.parent, *args)]
+    start = lambda: subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: E731
+
+    def writing_checkpoint():  # atomic_write's temporary exists: the state is being written right now
+        folder = out / "_resume"
+        return folder.is_dir() and any(p.name.startswith(".state.pt.") for p in folder.iterdir())
+
+    mid_write = sum(kill_when(start(), writing_checkpoint) for _ in range(2))
+    assert mid_write >= 1, "never caught a checkpoint write in progress"
+    rng = random.Random(0)
+    for _ in range(3):
+        proc, delay = start(), rng.uniform(2.0, 9.0)
+        kill_when(proc, lambda t=time.time() + delay: time.time() >= t)
+    run_module("mfql.train", *train_args(out, ogbench_dir.parent, *args))
+
+    assert (out / "eval.csv").read_text() == (ref / "eval.csv").read_text()
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "updates_per_s"} for r in rows]  # noqa: E731
+    assert strip(read_csv(out / "train.csv")) == strip(read_csv(ref / "train.csv"))
+    a, b = torch.load(ref / "final.pt", weights_only=True), torch.load(out / "final.pt", weights_only=True)
+    for key in ("actor", "critic", "target_critic"):
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), f"{key}.{name} differs after the kills"
+    assert not list(out.rglob("*.tmp")) and not (out / "_resume").exists()
 
 
 def test_evaluate_cli_is_seeded(tmp_path, ogbench_dir):

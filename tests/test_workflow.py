@@ -48,10 +48,54 @@ def test_paper_suite_plan_has_every_task_and_seed():
 @pytest.mark.parametrize("override, needle", [
     (["--config", "suite=huge"], "suite: 'huge' is not defined (valid: quick, paper)"),
     (["--config", "suite=paper", "strict=maybe"], "config error: strict: 'maybe' is not of type 'boolean'"),
+    (["results/offline/cube-single-play-singletask-task9-v0/seed0/final.pt"],
+     "config error: target results/offline/cube-single-play-singletask-task9-v0/seed0/final.pt: unknown task"),
 ])
 def test_bad_config_stops_before_any_job(override, needle, tmp_path):
     proc = snakemake("-n", *override, check=False)
     assert proc.returncode != 0 and needle in proc.stdout + proc.stderr
+
+
+def user_suite(tmp_path, old, new):
+    path = tmp_path / "suite.yaml"
+    text = CI_CONFIG.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+    return path
+
+
+OFFLINE_ARGS = "args: {offline_steps: 100, eval_interval: 50, eval_episodes: 2, log_interval: 50, env_max_steps: 20}"
+
+
+@pytest.mark.parametrize("old, new, needle", [
+    (OFFLINE_ARGS, 'args: {env_max_steps: "30; touch MARKER"}',
+     "config error: suites.ci.offline.args.env_max_steps: '30; touch MARKER' does not match"),
+    ("data_dir: resources", 'data_dir: "res; touch MARKER"',
+     "config error: data_dir: 'res; touch MARKER' does not match"),
+    (OFFLINE_ARGS, "args: {learning_rate: 3}",
+     "config error: suites.ci.offline.args: unknown or malformed option 'learning_rate=3'"),
+    (OFFLINE_ARGS, "args: {agent.alpha: abc}",
+     "config error: suites.ci.offline.args: agent.alpha='abc' is not valid (valid: a finite number)"),
+    (OFFLINE_ARGS, "args: {eval_episodes: 0}",
+     "config error: suites.ci.offline.args.eval_episodes: 0 is less than the minimum of 1"),
+    (OFFLINE_ARGS, "args: {seed: 3}", "config error: suites.ci.offline.args.seed: set by the pipeline"),
+])
+def test_suite_options_are_checked_when_planned_and_never_reach_a_shell(tmp_path, old, new, needle):
+    work = tmp_path / "work"
+    work.mkdir()
+    config = user_suite(tmp_path, old, new)
+    proc = snakemake("--directory", str(work), "--configfile", str(config), "--cores", "1", check=False)
+    assert proc.returncode != 0
+    errors = [line for line in (proc.stdout + proc.stderr).splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and needle in errors[0], errors
+    assert not (work / "MARKER").exists() and not (ROOT / "MARKER").exists()
+    assert not (work / "results").exists()
+
+
+def test_list_options_reach_the_command_quoted(tmp_path):
+    config = user_suite(tmp_path, OFFLINE_ARGS, "args: {offline_steps: 100, agent.alpha_bounds: [0.5, 2.0]}")
+    proc = snakemake("-n", "-p", "--directory", str(tmp_path), "--configfile", str(config))
+    assert "'agent.alpha_bounds=[0.5,2.0]'" in proc.stdout  # quoted for the shell, as Hydra reads it back
 
 
 def test_bad_value_in_a_user_suite_names_the_key(tmp_path):
@@ -132,6 +176,36 @@ def test_rerunning_one_task_seed_touches_only_its_jobs(quick_run):
     assert job_counts(single.stdout + single.stderr) == {"train_offline": 1}
     assert sibling.stat().st_mtime_ns == before
     assert (quick_run / target).stat().st_mtime_ns > before
+
+
+def test_deleted_evaluation_outputs_are_restored_and_reevaluated_not_retrained(quick_run):
+    args = ["--snakefile", str(ROOT / "Snakefile"), "--directory", str(quick_run), "--configfile", str(CI_CONFIG)]
+    snakemake(*args, "--cores", "1")  # up to date first (an earlier test retrained one run)
+    run = quick_run / "results" / "offline" / "cube-single-play-singletask-task1-v0" / "seed0"
+    curve, final_eval = (run / "eval.csv").read_text(), (run / "final_eval.json").read_text()
+    stamp = (run / "final.pt").stat().st_mtime_ns
+    (run / "eval.csv").unlink()
+    (run / "final_eval.json").unlink()
+    counts = job_counts(snakemake("-n", *args).stdout)
+    assert counts["run_files"] == 1 and counts["evaluate_policy"] == 1
+    assert "train_offline" not in counts and "finetune_online" not in counts
+    snakemake(*args, "--cores", "2")
+    assert (run / "final.pt").stat().st_mtime_ns == stamp  # not retrained
+    assert (run / "eval.csv").read_text() == curve and (run / "final_eval.json").read_text() == final_eval
+
+
+def test_tables_ignore_folders_the_suite_does_not_plan(quick_run):
+    args = ["--snakefile", str(ROOT / "Snakefile"), "--directory", str(quick_run), "--configfile", str(CI_CONFIG)]
+    results = quick_run / "results" / "offline"
+    stray = results / "cube-single-play-singletask-task3-v0" / "seed0"  # e.g. left by another suite
+    shutil.copytree(results / "cube-single-play-singletask-task1-v0" / "seed0", stray)
+    try:
+        snakemake(*args, "--cores", "1", "--forcerun", "results/tables/runs.csv")
+        scores = pd.read_csv(quick_run / "results" / "tables" / "scores.csv")
+        assert set(scores.task) == {"cube-single-play-singletask-task1-v0", "cube-single-play-singletask-task2-v0"}
+        assert len(scores) == 3  # 2 offline seeds + 1 O2O run: exactly the plan
+    finally:
+        shutil.rmtree(stray.parent)
 
 
 def test_strict_verification_fails_the_run_and_keeps_the_report(quick_run):
