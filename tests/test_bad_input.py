@@ -68,6 +68,7 @@ CASES = [
     ("mfql.train", ["agent.alpha=-1"], "agent.alpha=-1 is not valid (valid: a finite number > 0)"),
     ("mfql.train", ["agent.alpha_bounds=[a,b]"], "agent.alpha_bounds=['a', 'b'] is not valid"),
     ("mfql.train", ["agent.dynamic_alpha=maybe"], "agent.dynamic_alpha='maybe' is not valid (valid: true or false)"),
+    ("mfql.train", ["agent.lr=1e38"], "agent.lr=1e+38 is not valid (valid: a learning rate in (0, 1])"),
     ("mfql.train", ["agent.num_candidates=0"], "agent.num_candidates=0 is not valid (valid: an integer >= 1)"),
     ("mfql.train", ["offline_steps=-1"], "offline_steps=-1 is not valid (valid: an integer >= 0)"),
     ("mfql.train", ["eval_interval=abc"], "eval_interval='abc' is not valid (valid: an integer)"),

@@ -191,6 +191,16 @@ def test_files_respect_the_umask_and_progress_shows_off_a_terminal(tmp_path, ogb
     assert "evaluate 2/2 (100%)" in evaluation.stderr
 
 
+def test_one_data_folder_for_every_command_and_the_pipeline():
+    import yaml
+
+    from mfql.config import compose
+
+    pipeline = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["data_dir"]
+    assert compose("train", [f"task={TASK}", "out_dir=x"]).data_dir == pipeline == "resources"
+    assert compose("fetch", ["dataset=x"]).data_dir == pipeline
+
+
 def test_thread_allotment_follows_the_job(monkeypatch):
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "3")
     monkeypatch.setenv("OMP_NUM_THREADS", "5")

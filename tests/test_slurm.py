@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -37,6 +38,8 @@ def cluster(tmp_path_factory):
         unavailable("the local SLURM cluster needs root (slurmd starts the jobs)")
     folder = tmp_path_factory.mktemp("slurm")
     script = str(ROOT / "tools" / "local-slurm.sh")
+    system = [Path(p) for p in ("/etc/slurm/slurm.conf", "/etc/munge/munge.key", "/run/munge")]
+    before = {p: p.exists() and p.stat().st_mtime_ns for p in system}
     proc = subprocess.run([script, "up", str(folder)], capture_output=True, text=True, timeout=300)
     try:
         if proc.returncode != 0:
@@ -45,6 +48,8 @@ def cluster(tmp_path_factory):
                "PATH": f"{folder / 'bin'}:{os.environ['PATH']}"}
     finally:
         subprocess.run([script, "down", str(folder)], capture_output=True, timeout=120)
+        assert {p: p.exists() and p.stat().st_mtime_ns for p in system} == before, "system files changed"
+        assert not list(folder.glob("*.pid")), "a daemon was left running"
 
 
 def profile_run(work, config, suite, env, *extra):
