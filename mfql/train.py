@@ -70,8 +70,7 @@ class Run:
     def __init__(self, cfg, key: str, data_sha256: str, device: torch.device):
         self.cfg = cfg
         self.out = Path(cfg.out_dir)
-        self.folder = RunFolder(self.out)
-        self.resume_path = self.folder.resume_path
+        self.resume_path = RunFolder(self.out).resume_path
         self.device = device
         self.official = cfg.parity == "official"
         self.config_yaml = OmegaConf.to_yaml(cfg, resolve=True)

@@ -159,17 +159,33 @@ def test_eval_episodes_zero_writes_a_valid_empty_eval_csv(tmp_path, ogbench_dir)
 
 
 def test_divergence_stops_the_run_and_keeps_the_last_good_state(tmp_path, ogbench_dir):
+    """A critic weight turns NaN inside the update of step 7 (as an overflow would): the run stops with one
+    line naming step 7, keeps the resume state of step 6, and writes no final.pt."""
+    from mfql.config import RunError
+    from mfql.train import Run
+
     out = tmp_path / "run"
-    proc = train(out, ogbench_dir.parent, "offline_steps=50", "checkpoint_interval=1", "agent.critic_lr=1e30",
-                 check=False)
-    assert proc.returncode == 3, proc.stderr[-2000:]
-    [line] = error_lines(proc)
-    assert line.startswith("error: training diverged: non-finite loss at step ")
-    bad = int(line.split("at step ")[1].split()[0])
+    cfg = train_config([f"task={TASK}", "seed=0", f"out_dir={out}", f"data_dir={ogbench_dir.parent}", *QUICK,
+                        "offline_steps=50", "checkpoint_interval=1"])
+    run = Run(cfg, "key", "data", torch.device("cpu"))
+    update = run.agent.update
+
+    def poisoned(batch, step, *args, **kwargs):
+        if step == 7:
+            with torch.no_grad():
+                next(run.agent.critic.parameters()).view(-1)[0] = float("nan")
+        return update(batch, step, *args, **kwargs)
+
+    run.agent.update = poisoned
+    out.mkdir()
+    with pytest.raises(RunError) as info:
+        run.run(resume=False)
+    message = str(info.value)
+    assert message.startswith("training diverged: non-finite loss at step 7 ")
+    assert f"last good resume state (step 6) is kept in {out / '_resume' / 'state.pt'}" in message
     state = load_state(out / "_resume" / "state.pt")
-    assert state["step"] < bad and f"last good resume state (step {state['step']})" in line
-    weights = [*state["agent"]["actor"].values(), *state["agent"]["critic"].values()]
-    assert all(torch.isfinite(w).all() for w in weights)
+    assert state["step"] == 6
+    assert all(torch.isfinite(w).all() for w in state["agent"]["critic"].values())
     assert not (out / "final.pt").exists()
 
 
