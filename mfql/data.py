@@ -57,9 +57,13 @@ class DatasetError(ValueError):
     """A dataset that is present but damaged, not the one recorded, or not of the task (one line for the user)."""
 
 
+def checksums_path(data_dir: str | Path, dataset: str) -> Path:
+    """Where fetch and datagen record a dataset's SHA-256s: <data_dir>/checksums/<name with / as __>.json."""
+    return Path(data_dir) / "checksums" / f"{'__'.join(dataset.split('/'))}.json"
+
+
 def recorded_checksums_file(task: str, suite: str, data_dir: str | Path) -> Path:
-    name = ogbench_dataset_name(task) if suite == "ogbench" else MINARI_IDS[task]
-    return Path(data_dir) / "checksums" / f"{'__'.join(name.split('/'))}.json"
+    return checksums_path(data_dir, ogbench_dataset_name(task) if suite == "ogbench" else MINARI_IDS[task])
 
 
 def check_dataset(task: str, suite: str, data_dir: str | Path) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from mfql.checkpoint import UMASK, write_json
 from mfql.config import ConfigError, check_out_dir, compose, run_cli
-from mfql.data import MINARI_IDS, checksum, set_minari_root
+from mfql.data import MINARI_IDS, checksum, checksums_path, set_minari_root
 from mfql.datagen import DATASET_RE as REGENERABLE_RE
 from mfql.log import setup_logging
 
@@ -50,7 +50,7 @@ def record_checksums(dataset: str, data_dir: Path) -> Path:
     if missing or not paths:
         raise FileNotFoundError(f"dataset {dataset} is incomplete in {data_dir}: missing {missing or 'all files'}")
     sums = {str(p.relative_to(data_dir)): checksum([p]) for p in paths}
-    out = data_dir / "checksums" / f"{dataset.replace('/', '__')}.json"
+    out = checksums_path(data_dir, dataset)
     write_json(out, sums)
     return out
 

@@ -9,6 +9,7 @@ import jsonschema
 import yaml
 
 from mfql.config import ConfigError, known_tasks, load_task, train_config
+from mfql.data import checksums_path
 from mfql.runfolder import RunFolder
 
 
@@ -85,8 +86,7 @@ def runs(setting):
 
 def checksum_file(task):
     """The file a dataset's fetch job writes last: the training job's data input."""
-    flat = "__".join(TASKS[task].dataset.split("/"))
-    return f"{DATA}/checksums/{flat}.json"
+    return str(checksums_path(DATA, TASKS[task].dataset))
 
 
 def hydra_value(value):
