@@ -27,14 +27,21 @@ class ReplayBuffer:
             self.storage[key] = array.to(device)
         self.size = self.num_offline
         self.num_online = 0
+        # Online transitions go through one pinned host row and one non-blocking copy per step. The row is
+        # only rewritten after the next action was read back to the host, which waits for that copy.
+        self.widths = [int(np.prod(self.storage[key].shape[1:])) for key in KEYS]
+        self.staging = torch.empty(sum(self.widths), pin_memory=device.type == "cuda")
 
     def _online_rows(self, count: int) -> torch.Tensor:
         return (self.num_offline + torch.arange(count)) % self.max_rows
 
     def add(self, transition: dict[str, np.ndarray]) -> None:
         row = (self.num_offline + self.num_online) % self.max_rows
-        for key in KEYS:
-            self.storage[key][row] = torch.as_tensor(transition[key], dtype=torch.float32, device=self.device)
+        torch.cat([torch.as_tensor(transition[key], dtype=torch.float32).reshape(-1) for key in KEYS],
+                  out=self.staging)
+        values = self.staging.to(self.device, non_blocking=True).split(self.widths)
+        for key, value in zip(KEYS, values):
+            self.storage[key][row] = value.reshape(self.storage[key].shape[1:])
         self.num_online += 1
         self.size = min(self.size + 1, self.max_rows)
 

@@ -20,8 +20,9 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config" / "mfql"
 TASK_DIR = CONFIG_DIR / "tasks"
 TASK_RE = re.compile(r"^[a-z0-9][a-z0-9x-]*-v[0-9]$")
-# Keys that only say where files go or how the job runs; they never change a run's result.
-PLACEMENT_KEYS = ("out_dir", "data_dir", "device", "threads", "tracker", "overwrite")
+# Keys that only say where files go or how the job runs; they never change the method (compile and eval_envs:
+# the same arithmetic in another order, equal within float round-off).
+PLACEMENT_KEYS = ("out_dir", "data_dir", "device", "threads", "tracker", "overwrite", "compile", "eval_envs")
 
 
 class ConfigError(ValueError):
@@ -109,8 +110,8 @@ def check_types(cfg: DictConfig, base: DictConfig, prefix: str = "") -> None:
         elif isinstance(default, str):
             if not isinstance(value, str):
                 raise _type_error(name, value, "a string")
-        elif default is None and value is not None and not _is_number(value) and not isinstance(value, str):
-            raise _type_error(name, value, "null, a number or a string")
+        elif default is None and value is not None and not isinstance(value, (bool, str)) and not _is_number(value):
+            raise _type_error(name, value, "null, true, false, a number or a string")
 
 
 def _is_number(value) -> bool:
@@ -204,16 +205,19 @@ def train_config(argv: list[str]) -> DictConfig:
 
 def validate_train(cfg: DictConfig) -> None:
     choices = {"parity": ("official", "corrected"), "tracker": ("none", "tensorboard", "wandb"),
-               "agent.actor": ("dit", "mlp"), "agent.q_agg": ("mean", "min", "max")}
+               "agent.actor": ("dit", "mlp"), "agent.q_agg": ("mean", "min", "max"), "compile": (None, True, False),
+               "matmul_precision": ("highest", "high")}
     for key, valid in choices.items():
         value = OmegaConf.select(cfg, key)
         if value not in valid:
-            raise ConfigError(f"{key}={value!r} is not valid (valid: {', '.join(valid)})")
+            names = ", ".join("null" if v is None else str(v).lower() if isinstance(v, bool) else v for v in valid)
+            raise ConfigError(f"{key}={value!r} is not valid (valid: {names})")
     for key in ("offline_steps", "online_steps", "eval_episodes", "seed"):
         require_int(cfg, key, 0)
-    for key in ("eval_interval", "log_interval", "checkpoint_interval", "buffer_size", "agent.num_candidates",
-                "agent.batch_size", "agent.time_steps", "agent.num_q_heads", "agent.alpha_update_interval",
-                "agent.alpha_window", "agent.actor_hidden_dim", "agent.actor_depth", "agent.actor_num_heads"):
+    for key in ("eval_envs", "eval_interval", "log_interval", "checkpoint_interval", "buffer_size",
+                "agent.num_candidates", "agent.batch_size", "agent.time_steps", "agent.num_q_heads",
+                "agent.alpha_update_interval", "agent.alpha_window", "agent.actor_hidden_dim", "agent.actor_depth",
+                "agent.actor_num_heads"):
         require_int(cfg, key, 1)
     require_int(cfg, "env_max_steps", 1, nullable=True)
     for key in ("agent.lr", "agent.alpha", "agent.tau", "agent.sigma", "agent.grad_clip", "agent.target_clip"):

@@ -53,3 +53,11 @@ def set_threads(threads: int | None) -> int:
     count = threads or cpu_allotment()
     torch.set_num_threads(count)
     return count
+
+
+def set_matmul_precision(precision: str) -> None:
+    """``high``: TF32 tensor-core matmuls and convolutions on Ampere+ GPUs, as JAX's default there;
+    ``highest``: full float32. CPU matmuls are float32 either way (torch's CPU setting is left alone)."""
+    tf32 = precision == "high"
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32

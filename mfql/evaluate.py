@@ -1,6 +1,6 @@
 """Seeded evaluation of a trained policy: the same call gives the same numbers.
 
-    python -m mfql.evaluate checkpoint=<final.pt> episodes=<n> seed=<n> [out=<file.json>]
+    python -m mfql.evaluate checkpoint=<final.pt> episodes=<n> seed=<n> [envs=<n>] [out=<file.json>]
 
 Prints (or writes to ``out``) JSON with the mean score, every episode's score, and the checkpoint's task,
 run key and SHA-256. A final.pt whose SHA-256 differs from the one its run recorded is refused.
@@ -32,21 +32,49 @@ def episode_seed(seed: int, *keys: int) -> int:
     return int(np.random.SeedSequence([seed, *keys]).generate_state(1)[0])
 
 
-def run_episodes(agent, env, suite: str, episodes: int, seed: int, minari_dataset=None,
+NOISE_CHUNK = 64  # environment steps of action noise drawn at once per episode
+
+
+def run_episodes(agent, envs: list, suite: str, episodes: int, seed: int, minari_dataset=None,
                  progress: bool = False) -> list[float]:
-    """Scores of ``episodes`` episodes; environment resets and action noise come only from ``seed``."""
-    generator = torch.Generator(device=agent.device).manual_seed(seed)
-    scores = []
-    for episode in Progress(range(episodes), episodes, "evaluate", logger=log) if progress else range(episodes):
-        obs, info = env.reset(seed=episode_seed(seed, episode))
-        done, episode_return = False, 0.0
-        while not done:
-            obs_t = torch.as_tensor(flatten_obs(obs), device=agent.device).unsqueeze(0)
-            action = agent.act(obs_t, generator=generator)[0].cpu().numpy()
-            obs, reward, terminated, truncated, info = env.step(action)
-            episode_return += float(reward)
-            done = terminated or truncated
-        scores.append(episode_score(suite, info, episode_return, minari_dataset))
+    """Scores of ``episodes`` episodes, played ``len(envs)`` at a time in lockstep: one batched best-of-K
+    ``act`` and one device-to-host copy per environment step for all running episodes.
+
+    Episode ``e`` is reset with ``episode_seed(seed, e)`` and draws its action noise from its own generator
+    (seeded ``episode_seed(seed, e, 1)``), so its score does not depend on how many run beside it.
+    """
+    bar = Progress(range(episodes), episodes, "evaluate", logger=log) if progress else None
+    scores: list[float] = []
+    for first in range(0, episodes, len(envs)):
+        ids = list(range(first, min(first + len(envs), episodes)))
+        scores += play_lockstep(agent, envs[: len(ids)], ids, suite, seed, minari_dataset)
+        if bar is not None:
+            bar.update(len(ids))
+    return scores
+
+
+def play_lockstep(agent, envs: list, ids: list[int], suite: str, seed: int, minari_dataset) -> list[float]:
+    num = agent.cfg.num_candidates
+    generators = [torch.Generator(device=agent.device).manual_seed(episode_seed(seed, e, 1)) for e in ids]
+    observations = [env.reset(seed=episode_seed(seed, e))[0] for env, e in zip(envs, ids)]
+    returns, scores = [0.0] * len(ids), [0.0] * len(ids)
+    running, step, chunks = list(range(len(ids))), 0, [None] * len(ids)
+    while running:
+        if step % NOISE_CHUNK == 0:
+            for i in running:
+                chunks[i] = agent.noise(NOISE_CHUNK, num, generator=generators[i])  # [chunk, K, A]
+        obs = torch.as_tensor(np.stack([flatten_obs(observations[i]) for i in running]), device=agent.device)
+        noises = torch.stack([chunks[i][step % NOISE_CHUNK] for i in running], dim=1)  # [K, running, A]
+        actions = agent.act(obs, noises).cpu().numpy()
+        still = []
+        for i, action in zip(running, actions):
+            observations[i], reward, terminated, truncated, info = envs[i].step(action)
+            returns[i] += float(reward)
+            if terminated or truncated:
+                scores[i] = episode_score(suite, info, returns[i], minari_dataset)
+            else:
+                still.append(i)
+        running, step = still, step + 1
     return scores
 
 
@@ -82,6 +110,7 @@ def main(argv: list[str]) -> None:
     if cfg.out is not None:
         check_out_dir("out", Path(str(cfg.out)).parent)
     require_int(cfg, "episodes", 1)
+    require_int(cfg, "envs", 1)
     require_int(cfg, "seed", 0)
     require_int(cfg, "threads", 1, nullable=True)
     if cfg.data_dir is not None:
@@ -93,8 +122,9 @@ def main(argv: list[str]) -> None:
     if run_cfg.suite != "ogbench":
         set_minari_root(data_dir)
         minari_dataset, _ = load_minari(run_cfg.task, data_dir)
-    env = make_env(run_cfg.task, run_cfg.suite, minari_dataset, run_cfg.env_max_steps)
-    scores = run_episodes(agent, env, run_cfg.suite, cfg.episodes, cfg.seed, minari_dataset, progress=True)
+    envs = [make_env(run_cfg.task, run_cfg.suite, minari_dataset, run_cfg.env_max_steps)
+            for _ in range(min(cfg.envs, cfg.episodes))]
+    scores = run_episodes(agent, envs, run_cfg.suite, cfg.episodes, cfg.seed, minari_dataset, progress=True)
     name = metric_name(run_cfg.suite)  # success in [0, 1]; D4RL normalised return x 100
     result = {"checkpoint": str(path), "checkpoint_sha256": file_sha256(path), "task": run_cfg.task,
               "run_seed": int(run_cfg.seed), "run_key": meta.get("run_key"), "seed": cfg.seed,

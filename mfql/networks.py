@@ -46,6 +46,23 @@ class ScaledRMSNorm(nn.Module):
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.scale * self.weight
 
 
+class LayerNorm(nn.Module):
+    """LayerNorm written out: dynamo cannot trace ``F.layer_norm`` under forward-mode AD (torch 2.13).
+
+    Same parameters (``weight``, ``bias``) and the same values as ``nn.LayerNorm`` up to float round-off.
+    """
+
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.bias = nn.Parameter(torch.zeros(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        centred = x - x.mean(-1, keepdim=True)
+        return centred * torch.rsqrt(centred.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight + self.bias
+
+
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return x * (1 + scale) + shift
 
@@ -155,7 +172,7 @@ class MLPActor(nn.Module):
         layers: list[nn.Module] = []
         in_dim = obs_dim + action_dim + 1
         for width in hidden_dims:
-            layers += [nn.Linear(in_dim, width), nn.GELU(approximate="tanh"), nn.LayerNorm(width, eps=1e-6)]
+            layers += [nn.Linear(in_dim, width), nn.GELU(approximate="tanh"), LayerNorm(width)]
             in_dim = width
         self.trunk = nn.Sequential(*layers)
         self.out = dense(in_dim, action_dim, zero=True)

@@ -1,24 +1,28 @@
-"""Step-indexed schedules: the actor learning rate (spec a.12) and the adaptive BC coefficient alpha (spec a.11)."""
+"""Step-indexed schedules: the actor learning rate (spec a.12) and the adaptive BC coefficient alpha (spec a.11).
+
+Both work on device tensors with tensor ops only, so the training update never reads a value back to the
+host and compiles as one graph; they also take plain Python numbers (tests, the toy run).
+"""
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
+import torch
 
 
-def actor_lr(update_count: int, lr: float, min_ratio: float, pretrain_steps: int, warmup_frac: float) -> float:
+def actor_lr(update_count, lr: float, min_ratio: float, pretrain_steps: int, warmup_frac: float) -> torch.Tensor:
     """Linear warm-up from 0, cosine to ``lr * min_ratio`` at ``pretrain_steps``, then constant (online).
 
     ``update_count`` is the number of optimizer updates done before this one (0 for the first update).
+    Computed in float64, as the official code's Python floats, and returned as a float64 tensor.
     """
+    count = torch.as_tensor(update_count).to(torch.float64)
     warmup = int(warmup_frac * pretrain_steps)
-    if update_count < warmup:
-        return lr * update_count / warmup
-    if update_count <= pretrain_steps:
-        progress = (update_count - warmup) / max(pretrain_steps - warmup, 1)
-        return lr * (min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress)))
-    return lr * min_ratio
+    progress = ((count - warmup) / max(pretrain_steps - warmup, 1)).clamp(0.0, 1.0)
+    cosine = lr * (min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + torch.cos(math.pi * progress)))
+    ramp = lr * count / warmup if warmup > 0 else cosine
+    return torch.where(count < warmup, ramp, cosine)
 
 
 class AlphaController:
@@ -27,46 +31,54 @@ class AlphaController:
     At an event step past the warm-up, alpha grows when the current MFI loss exceeds ``threshold`` times the
     running average of past event losses and shrinks when it falls below 1/threshold of it; the new value is
     used in that same step's loss. Every event (warm-up included) appends the loss to a rolling history.
+    State (alpha, history, number of valid entries) lives in float64/long tensors on the training device.
     """
 
     def __init__(self, alpha0: float, pretrain_steps: int, warmup_frac: float, interval: int = 2000,
                  threshold: float = 5.0, increase: float = 1.2, decrease: float = 0.8, window: int = 20,
-                 bounds: tuple[float, float] = (0.1, 10.0), enabled: bool = True, official_window: bool = True):
-        self.alpha0 = alpha0
-        self.alpha = alpha0
+                 bounds: tuple[float, float] = (0.1, 10.0), enabled: bool = True, official_window: bool = True,
+                 device: str | torch.device = "cpu"):
         self.warmup = int(warmup_frac * pretrain_steps)
         self.interval, self.threshold = interval, threshold
         self.increase, self.decrease = increase, decrease
         self.lo, self.hi = bounds[0] * alpha0, bounds[1] * alpha0
         self.enabled = enabled
+        # Shape [1], not a scalar: torch 2.13's inductor drops in-place writes to 0-d float64 tensors on CPU.
+        self.alpha = torch.tensor([float(alpha0)], dtype=torch.float64, device=device)
+        self.history = torch.zeros(window, dtype=torch.float64, device=device)
+        self.valid = torch.zeros((), dtype=torch.long, device=device)
         # The official average reads the first `valid` slots while writing at the end (only right once full).
-        self.official_window = official_window
-        self.history = np.zeros(window, dtype=np.float64)
-        self.valid = 0
+        slots = torch.arange(window, device=device)
+        self.averaged = (lambda valid: slots < valid) if official_window else (lambda valid: slots >= window - valid)
 
-    def is_event(self, step: int) -> bool:
-        return self.enabled and step > 0 and step % self.interval == 0
+    def is_event(self, step):
+        step = torch.as_tensor(step, device=self.alpha.device)
+        return (step > 0) & (step % self.interval == 0) & self.enabled
 
-    def update(self, step: int, loss: float) -> float:
-        """Call at every step with that step's pre-update MFI loss (only read at events); returns alpha."""
-        if not self.is_event(step):
-            return self.alpha
-        if step >= self.warmup and self.valid >= 2:
-            stored = self.history[: self.valid] if self.official_window else self.history[-self.valid :]
-            avg = float(stored.mean())
-            if loss > self.threshold * avg:
-                self.alpha = min(self.alpha * self.increase, self.hi)
-            if loss < avg / self.threshold:
-                self.alpha = max(self.alpha * self.decrease, self.lo)
-        self.history = np.roll(self.history, -1)
-        self.history[-1] = loss
-        self.valid = min(self.valid + 1, len(self.history))
-        return self.alpha
+    def next_state(self, step, loss, state: dict | None = None) -> dict[str, torch.Tensor]:
+        """The controller's state after this step's pre-update MFI loss, from ``state`` (default: the current
+        one) without changing anything: a pure function, so that it can run inside a gradient transform."""
+        alpha, history, valid = (state or self.state_dict()).values()
+        step = torch.as_tensor(step, device=alpha.device)
+        loss = torch.as_tensor(loss, device=alpha.device).detach().to(torch.float64)
+        event = self.is_event(step)
+        avg = torch.where(self.averaged(valid), history, 0.0).sum() / valid.clamp_min(1)
+        adapt = event & (step >= self.warmup) & (valid >= 2)
+        new = torch.where(adapt & (loss > self.threshold * avg), (alpha * self.increase).clamp(max=self.hi), alpha)
+        new = torch.where(adapt & (loss < avg / self.threshold), (new * self.decrease).clamp(min=self.lo), new)
+        shifted = torch.cat([history[1:], loss.reshape(1)])
+        return {"alpha": new, "history": torch.where(event, shifted, history),
+                "valid": torch.where(event, (valid + 1).clamp(max=len(history)), valid)}
+
+    def update(self, step, loss) -> torch.Tensor:
+        """Call at every step with that step's pre-update MFI loss (only used at events); returns alpha."""
+        self.load_state_dict(self.next_state(step, loss))
+        return self.alpha[0]
 
     def state_dict(self) -> dict:
-        return {"alpha": self.alpha, "history": self.history.tolist(), "valid": self.valid}
+        return {"alpha": self.alpha, "history": self.history, "valid": self.valid}
 
+    @torch.no_grad()
     def load_state_dict(self, state: dict) -> None:
-        self.alpha = float(state["alpha"])
-        self.history = np.asarray(state["history"], dtype=np.float64)
-        self.valid = int(state["valid"])
+        for name in ("alpha", "history", "valid"):
+            getattr(self, name).copy_(torch.as_tensor(state[name]).reshape(getattr(self, name).shape))

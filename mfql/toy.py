@@ -65,9 +65,10 @@ def train(cfg) -> tuple[MeanFlowQL, list[float]]:
     losses = []
     for step in Progress(range(cfg.steps), cfg.steps, "toy", logger=log):
         for group in optimizer.param_groups:  # the agent's own schedule: warm-up, cosine to 0.1 x lr
-            group["lr"] = actor_lr(step, cfg.lr, 0.1, cfg.steps, 0.05)
+            group["lr"] = float(actor_lr(step, cfg.lr, 0.1, cfg.steps, 0.05))
         actions = torch.as_tensor(sample_mixture(cfg.batch_size, rng), dtype=torch.float32)
-        loss, _ = agent.flow_loss({"observations": obs, "actions": actions})
+        draws = {"times": agent.sample_times(cfg.batch_size), "flow_noises": agent.noise(cfg.batch_size)}
+        loss, _ = agent.flow_loss({"observations": obs, "actions": actions}, agent.params(), draws)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

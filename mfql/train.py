@@ -34,7 +34,7 @@ from mfql.checkpoint import (
 )
 from mfql.config import RunError, check_in_dir, check_out_dir, run_cli, train_config
 from mfql.data import check_dataset, dataset_files, flatten_obs, load_minari, load_ogbench, observation_stats
-from mfql.devices import device_name, resolve_device, set_threads
+from mfql.devices import device_name, resolve_device, set_matmul_precision, set_threads
 from mfql.envs import make_env, metric_name, online_reward
 from mfql.evaluate import episode_seed, run_episodes
 from mfql.log import CSVLog, Progress, Tracker, setup_logging
@@ -86,10 +86,12 @@ class Run:
         self.action_dim = dataset["actions"].shape[1]
         padded = cfg.buffer_size if self.official else None
         mean, std = observation_stats(dataset["observations"], padded)
-        self.agent = MeanFlowQL(cfg.agent, self.obs_dim, self.action_dim, mean, std, cfg.offline_steps, self.device)
+        self.compiled = cfg.compile if cfg.compile is not None else device.type == "cuda"
+        self.agent = MeanFlowQL(cfg.agent, self.obs_dim, self.action_dim, mean, std, cfg.offline_steps, self.device,
+                                compile=self.compiled)
         self.buffer = ReplayBuffer(dataset, cfg.buffer_size, cfg.online_steps, self.device)
         env_args = (cfg.task, cfg.suite, self.minari_dataset, cfg.env_max_steps)
-        self.eval_env = make_env(*env_args) if cfg.eval_episodes > 0 else None
+        self.eval_envs = [make_env(*env_args) for _ in range(min(cfg.eval_envs, cfg.eval_episodes))]
         self.env = make_env(*env_args) if cfg.online_steps > 0 else None
         self.first_step = 0 if self.official else 1  # the official loop also updates (with actor LR 0) at step 0
         self.last_step = cfg.offline_steps + cfg.online_steps
@@ -109,7 +111,7 @@ class Run:
             "task": self.cfg.task, "suite": self.cfg.suite, "seed": self.cfg.seed, "parity": self.cfg.parity,
             "run_key": self.run_key, "git_commit": git_commit(), "versions": versions(),
             "device": str(self.device), "device_name": device_name(self.device),
-            "threads": torch.get_num_threads(),
+            "threads": torch.get_num_threads(), "compiled": self.compiled,
             "dataset": {"source": "ogbench" if self.cfg.suite == "ogbench" else "minari",
                         "files": [str(f) for f in files], "sha256": self.data_sha256,
                         "transitions": self.buffer.num_offline},
@@ -193,7 +195,7 @@ class Run:
                 self.online_stats["online/success"] = float(info["success"])
 
     def evaluate(self, step: int) -> dict:
-        scores = run_episodes(self.agent, self.eval_env, self.cfg.suite, self.cfg.eval_episodes,
+        scores = run_episodes(self.agent, self.eval_envs, self.cfg.suite, self.cfg.eval_episodes,
                               episode_seed(self.cfg.seed, 2, step), self.minari_dataset)
         return {"step": step, metric_name(self.cfg.suite): float(np.mean(scores)),
                 f"{metric_name(self.cfg.suite)}_std": float(np.std(scores)), "episodes": len(scores)}
@@ -223,7 +225,8 @@ class Run:
             if step % cfg.log_interval == 0 or step == self.last_step:
                 self.check(step)
                 now = time.perf_counter()
-                row = {"step": step, **{k: float(v) for k, v in info.items()}, **self.online_stats,
+                values = torch.stack([v.double() for v in info.values()]).tolist()  # one read-back per log row
+                row = {"step": step, **dict(zip(info, values)), **self.online_stats,
                        "updates_per_s": (step + 1 - tick_step) / max(now - tick, 1e-9)}
                 tick, tick_step = now, step + 1
                 train_log.write(row)
@@ -233,7 +236,7 @@ class Run:
                 log.debug("step=%d critic/loss=%.4g flow/mfi_loss=%.4g actor/q=%.4g alpha=%.4g ups=%.1f", step,
                           row["critic/loss"], row["flow/mfi_loss"], row["actor/q"], row["alpha"],
                           row["updates_per_s"])
-            if self.eval_env is not None and (step % cfg.eval_interval == 0 or step == self.last_step):
+            if self.eval_envs and (step % cfg.eval_interval == 0 or step == self.last_step):
                 self.check(step)
                 result = self.evaluate(step)
                 eval_log.write(result)
@@ -273,6 +276,7 @@ def main(argv: list[str]) -> None:
                  out, cfg.task, cfg.seed, key)
         return
     set_threads(cfg.threads)
+    set_matmul_precision(cfg.matmul_precision)
     try:
         run = Run(cfg, key, data_sha256, device)  # loads and checks the data: may still refuse it
     except BaseException:

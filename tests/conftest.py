@@ -23,11 +23,12 @@ def agent_cfg(*overrides: str, model: str = "small"):
     return cfg.agent
 
 
-def make_agent(obs_dim=6, action_dim=3, *overrides: str, model: str = "small", steps: int = 1000, **kw):
+def make_agent(obs_dim=6, action_dim=3, *overrides: str, model: str = "small", steps: int = 1000,
+               device: str = "cpu", compile: bool = False, **kw):
     cfg = agent_cfg(*overrides, model=model)
     if kw:
         cfg = OmegaConf.merge(cfg, kw)
-    return MeanFlowQL(cfg, obs_dim, action_dim, np.zeros(obs_dim), np.ones(obs_dim), steps)
+    return MeanFlowQL(cfg, obs_dim, action_dim, np.zeros(obs_dim), np.ones(obs_dim), steps, device, compile)
 
 
 def random_batch(n=32, obs_dim=6, action_dim=3, seed=0):
