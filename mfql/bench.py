@@ -1,18 +1,24 @@
-"""Speed benchmark: ``python -m mfql.bench [updates=...] [device=...]`` prints JSON.
+"""Speed benchmark: ``python -m mfql.bench [updates=...] [device=...] [compile=...]`` prints JSON.
 
-Measures training updates/s of the paper model and of the small CPU model, one-step action latency
-(best-of-K with K = 5, batch 1 and 50) and parameter counts, on cube-single shapes (obs 28, act 5).
+Per model (the paper's, and the small CPU model), on cube-single shapes (obs 28, act 5, batch 256, K = 5):
+eager and compiled updates/s, kernels and host reads per update, compile time, peak device memory,
+GFLOP per update, one-step action latency and parameter counts. Then evaluation episodes/s on the real
+cube-single environment, played one at a time and in lockstep, and the paper suite's projected device
+hours with the evaluation's share of them.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 
 import numpy as np
 import torch
 import yaml
+from torch.profiler import ProfilerActivity, profile
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from mfql.agent import MeanFlowQL
@@ -21,6 +27,26 @@ from mfql.devices import device_name, resolve_device, set_threads
 from mfql.networks import count_params
 
 OBS_DIM, ACTION_DIM = 28, 5
+EVAL_TASK = "cube-single-play-singletask-task1-v0"
+
+
+class HostReads(TorchDispatchMode):
+    """Counts the ops that make the host wait for the device: scalar reads and copies to the CPU."""
+
+    def __init__(self):
+        super().__init__()
+        self.reads: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch.ops.aten._local_scalar_dense.default:
+            self.reads.append(str(func))
+        elif func in (torch.ops.aten._to_copy.default, torch.ops.aten.copy_.default):
+            src = args[1] if func is torch.ops.aten.copy_.default else args[0]
+            dst = args[0].device if func is torch.ops.aten.copy_.default else kwargs.get("device", src.device)
+            if src.device.type != "cpu" and torch.device(dst).type == "cpu":
+                self.reads.append(f"{func} {src.device}->cpu")
+        return func(*args, **kwargs)
 
 
 def synthetic_batch(batch_size: int, device: torch.device) -> dict[str, torch.Tensor]:
@@ -52,20 +78,65 @@ def timed(fn, repeats: int, device: torch.device) -> float:
     return (time.perf_counter() - start) / repeats
 
 
-def bench_model(model: str, device: torch.device, updates: int, act_repeats: int) -> dict:
-    cfg = compose("train", ["task=cube-single-play-singletask-task2-v0", "out_dir=.", f"model={model}"]).agent
-    torch.manual_seed(0)
-    agent = MeanFlowQL(cfg, OBS_DIM, ACTION_DIM, np.zeros(OBS_DIM), np.ones(OBS_DIM), 1_000_000, device)
-    batch = synthetic_batch(cfg.batch_size, device)
+def kernels(fn, device: torch.device) -> int:
+    """Kernels one call launches. CUDA: the profiler's device kernels. CPU: its leaf events (an eager aten op
+    with no op below it, or one generated kernel of a compiled graph), views and metadata ops left out."""
+    import torch._inductor.config as inductor_config
+
+    inductor_config.cpp.enable_kernel_profile = True  # name each generated CPU kernel in the profile
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        fn()
+        sync(device)
+    if device.type == "cuda":
+        return sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
+    free = re.compile(r"aten::(as_strided|view|_unsafe_view|reshape|expand|t|transpose|permute|slice|select|"
+                      r"empty|empty_strided|empty_like|resolve_conj|resolve_neg|is_same_size|detach|alias|"
+                      r"_reshape_alias|unsqueeze|squeeze|split|split_with_sizes|chunk|unbind|lift_fresh)$")
+    return sum(1 for e in prof.events() if not e.cpu_children and not free.match(e.name)
+               and not e.name.startswith(("Torch-Compiled", "## ", "CompiledFunction", "TorchDynamo")))
+
+
+def bench_update(agent: MeanFlowQL, batch: dict, updates: int, device: torch.device) -> dict:
     step = iter(range(1, 10**9))
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    agent.update(batch, next(step))  # compiles, when compiled
+    sync(device)
+    first = time.perf_counter() - start
     per_update = timed(lambda: agent.update(batch, next(step)), updates, device)
+    reads = None
+    if agent.apply_update == agent.update_on_device:  # a dispatch mode cannot watch a compiled graph
+        with HostReads() as counter:
+            for _ in range(3):
+                agent.update(batch, next(step))
+        reads = len(counter.reads) / 3
+    return {"updates_per_s": 1.0 / per_update, "ms_per_update": 1e3 * per_update,
+            "first_update_s": first, "kernels_per_update": kernels(lambda: agent.update(batch, next(step)), device),
+            "host_reads_per_update": reads,
+            "peak_device_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
+            else None}
+
+
+def make_bench_agent(model: str, device: torch.device, compile: bool) -> MeanFlowQL:
+    cfg = compose("train", [f"task={EVAL_TASK}", "out_dir=.", f"model={model}"]).agent
+    torch.manual_seed(0)
+    return MeanFlowQL(cfg, OBS_DIM, ACTION_DIM, np.zeros(OBS_DIM), np.ones(OBS_DIM), 1_000_000, device, compile)
+
+
+def bench_model(model: str, device: torch.device, updates: int, act_repeats: int, compile: bool) -> dict:
+    agent = make_bench_agent(model, device, compile=False)
+    batch = synthetic_batch(agent.cfg.batch_size, device)
+    out = {"eager": bench_update(agent, batch, updates, device)}
+    if compile:
+        out["compiled"] = bench_update(make_bench_agent(model, device, compile=True), batch, updates, device)
+        out["compiled_speedup"] = out["compiled"]["updates_per_s"] / out["eager"]["updates_per_s"]
     with FlopCounterMode(display=False) as counter:
-        agent.update(batch, next(step))
-    flops = counter.get_total_flops()
-    out = {"updates_per_s": 1.0 / per_update, "ms_per_update": 1e3 * per_update,
-           "gflop_per_update": flops / 1e9, "achieved_gflop_per_s": flops / per_update / 1e9,
-           "actor_params": count_params(agent.actor), "critic_params": count_params(agent.critic),
-           "batch_size": cfg.batch_size, "num_candidates": cfg.num_candidates}
+        agent.update(batch, 1)
+    out.update(gflop_per_update=counter.get_total_flops() / 1e9, actor_params=count_params(agent.actor),
+               critic_params=count_params(agent.critic), batch_size=agent.cfg.batch_size,
+               num_candidates=agent.cfg.num_candidates)
     for batch_size in (1, 50):
         obs = torch.randn(batch_size, OBS_DIM, device=device)
         act = lambda obs=obs: agent.act(obs)  # noqa: E731
@@ -73,37 +144,85 @@ def bench_model(model: str, device: torch.device, updates: int, act_repeats: int
     return out
 
 
-def paper_suite_updates() -> dict:
-    """Gradient updates of the paper suite (config/config.yaml): offline budgets x seeds, plus O2O runs."""
+def bench_evaluation(model: str, device: torch.device, episodes: int, env_steps: int) -> dict:
+    """Episodes/s on the real cube-single env (episodes cut at ``env_steps``), one at a time vs in lockstep."""
+    from mfql.envs import make_env
+    from mfql.evaluate import run_episodes
+
+    env = make_env(EVAL_TASK, "ogbench", None, env_steps)
+    cfg = compose("train", [f"task={EVAL_TASK}", "out_dir=.", f"model={model}"]).agent
+    obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    agent = MeanFlowQL(cfg, obs_dim, action_dim, np.zeros(obs_dim), np.ones(obs_dim), 1000, device)
+    out = {"model": model, "episodes": episodes, "env_steps_per_episode": env_steps}
+    for name, count in (("sequential", 1), ("lockstep", episodes)):
+        envs = [make_env(EVAL_TASK, "ogbench", None, env_steps) for _ in range(count)]
+        start = time.perf_counter()
+        run_episodes(agent, envs, "ogbench", episodes, seed=0)
+        out[f"{name}_episodes_per_s"] = episodes / (time.perf_counter() - start)
+    out["lockstep_speedup"] = out["lockstep_episodes_per_s"] / out["sequential_episodes_per_s"]
+    return out
+
+
+def episode_limit(task: str) -> int:
+    """The environment's own episode limit (OGBench), or 1000 as an upper bound for D4RL's."""
+    if not task.startswith(("antmaze-", "humanoidmaze-", "antsoccer-", "cube-", "scene-", "puzzle-", "visual-")) \
+            or task.endswith(("-v2", "-v1")):
+        return 1000
+    import gymnasium as gym
+    import ogbench  # noqa: F401  (registers the environments)
+
+    parts = task.split("-")
+    env_id = "-".join(p for i, p in enumerate(parts) if i + 1 >= len(parts) or parts[i + 1] != "singletask")
+    return int(gym.spec(env_id).max_episode_steps)
+
+
+def paper_suite_work() -> dict:
+    """Gradient updates and evaluation env steps (episodes run to their limit: an upper bound) of the paper
+    suite (config/config.yaml): offline budgets x seeds, plus the offline-to-online runs."""
     suite = yaml.safe_load((CONFIG_DIR.parent / "config.yaml").read_text())["suites"]["paper"]
-    offline = o2o = 0
+    train = compose("train", [f"task={EVAL_TASK}", "out_dir=."])
+    offline = o2o = eval_steps = 0
     for name in known_tasks():
         task = load_task(name)
         seeds = suite["offline"]["visual_seeds"] if task.get("visual", False) else suite["offline"]["seeds"]
+        args = suite["offline"].get("args", {})
+        interval, episodes = args.get("eval_interval", train.eval_interval), args.get("eval_episodes", 50)
+        evals = int(task.offline_steps) // interval + 1
         offline += len(seeds) * int(task.offline_steps)
+        eval_steps += len(seeds) * evals * episodes * episode_limit(name)
         if "o2o" in task:
-            o2o += len(suite["o2o"]["seeds"]) * (int(task.o2o.offline_steps) + suite["o2o"]["args"]["online_steps"])
-    return {"offline": offline, "o2o": o2o, "total": offline + o2o}
+            steps = int(task.o2o.offline_steps) + suite["o2o"]["args"]["online_steps"]
+            o2o += len(suite["o2o"]["seeds"]) * steps
+            eval_steps += len(suite["o2o"]["seeds"]) * (steps // interval + 1) * episodes * episode_limit(name)
+    return {"updates": {"offline": offline, "o2o": o2o, "total": offline + o2o}, "eval_env_steps": eval_steps}
 
 
 def main(argv: list[str]) -> None:
     cfg = compose("bench", argv)
     require_int(cfg, "updates", 1)
     require_int(cfg, "act_repeats", 1)
+    require_int(cfg, "eval_episodes", 1)
+    require_int(cfg, "eval_env_steps", 1)
     device = resolve_device(cfg.device)
     set_threads(cfg.threads)
+    compile = cfg.compile if cfg.compile is not None else True
     result = {
-        "device": str(device),
-        "device_name": device_name(device),
+        "device": str(device), "device_name": device_name(device),
         "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "paper": bench_model("paper", device, cfg.updates, cfg.act_repeats),
-        "small": bench_model("small", device, cfg.updates * 4, cfg.act_repeats),
+        "paper": bench_model("paper", device, cfg.updates, cfg.act_repeats, compile),
+        "small": bench_model("small", device, cfg.updates * 4, cfg.act_repeats, compile),
+        "evaluation": bench_evaluation("paper", device, cfg.eval_episodes, cfg.eval_env_steps),
     }
-    updates = paper_suite_updates()
+    work = paper_suite_work()
+    paper = result["paper"]
+    best = max(paper["eager"]["updates_per_s"], paper.get("compiled", {}).get("updates_per_s", 0.0))
+    ev = result["evaluation"]
+    eval_hours = work["eval_env_steps"] / (ev["lockstep_episodes_per_s"] * ev["env_steps_per_episode"]) / 3600
+    train_hours = work["updates"]["total"] / best / 3600
     result["paper_suite"] = {
-        "updates": updates,
-        "pflop": updates["total"] * result["paper"]["gflop_per_update"] / 1e6,
-        "hours_at_measured_rate": updates["total"] / result["paper"]["updates_per_s"] / 3600,
+        **work, "pflop": work["updates"]["total"] * paper["gflop_per_update"] / 1e6,
+        "train_hours_at_best_measured_rate": train_hours, "eval_hours_lockstep": eval_hours,
+        "device_hours": train_hours + eval_hours, "eval_share": eval_hours / (train_hours + eval_hours),
     }
     json.dump(result, sys.stdout, indent=2)
     sys.stdout.write("\n")

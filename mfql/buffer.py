@@ -45,8 +45,14 @@ class ReplayBuffer:
         self.num_online += 1
         self.size = min(self.size + 1, self.max_rows)
 
-    def sample(self, batch_size: int) -> dict[str, torch.Tensor]:
-        idx = torch.randint(0, self.size, (batch_size,), device=self.device)
+    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        idx = torch.randint(0, self.size, (batch_size,), device=self.device, generator=generator)
+        return {key: value[idx] for key, value in self.storage.items()}
+
+    def sample_packed(self, batch_size: int, generators: list[torch.Generator]) -> dict[str, torch.Tensor]:
+        """One batch per generator, stacked on a leading seed axis: each the batch ``sample`` would draw."""
+        idx = torch.stack([torch.randint(0, self.size, (batch_size,), device=self.device, generator=g)
+                           for g in generators])
         return {key: value[idx] for key, value in self.storage.items()}
 
     def online_state(self) -> dict:

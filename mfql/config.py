@@ -22,7 +22,8 @@ TASK_DIR = CONFIG_DIR / "tasks"
 TASK_RE = re.compile(r"^[a-z0-9][a-z0-9x-]*-v[0-9]$")
 # Keys that only say where files go or how the job runs; they never change the method (compile and eval_envs:
 # the same arithmetic in another order, equal within float round-off).
-PLACEMENT_KEYS = ("out_dir", "data_dir", "device", "threads", "tracker", "overwrite", "compile", "eval_envs")
+PLACEMENT_KEYS = ("out_dir", "data_dir", "device", "threads", "tracker", "overwrite", "compile", "eval_envs",
+                  "seeds")
 
 
 class ConfigError(ValueError):
@@ -110,8 +111,9 @@ def check_types(cfg: DictConfig, base: DictConfig, prefix: str = "") -> None:
         elif isinstance(default, str):
             if not isinstance(value, str):
                 raise _type_error(name, value, "a string")
-        elif default is None and value is not None and not isinstance(value, (bool, str)) and not _is_number(value):
-            raise _type_error(name, value, "null, true, false, a number or a string")
+        elif default is None and value is not None and not isinstance(value, (bool, str, ListConfig)) \
+                and not _is_number(value):
+            raise _type_error(name, value, "null, true, false, a number, a string or a list")
 
 
 def _is_number(value) -> bool:
@@ -233,6 +235,14 @@ def validate_train(cfg: DictConfig) -> None:
         raise _type_error("agent.actor_num_heads", cfg.agent.actor_num_heads,
                           f"a divisor of agent.actor_hidden_dim={cfg.agent.actor_hidden_dim}")
     require_int(cfg, "threads", 1, nullable=True)
+    if cfg.seeds is not None:
+        seeds = list(cfg.seeds) if isinstance(cfg.seeds, ListConfig) else cfg.seeds
+        if not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds) or not all(
+                isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+            raise _type_error("seeds", seeds, "null or a list of distinct integers >= 0, e.g. [0,1,2,3]")
+        if cfg.online_steps:
+            raise ConfigError(f"seeds={seeds} with online_steps={cfg.online_steps}: packed seeds are offline runs "
+                              f"only (valid: online_steps=0, or one seed=<n> per offline-to-online run)")
     package = {"tensorboard": "tensorboard", "wandb": "wandb"}.get(cfg.tracker)
     if package and importlib.util.find_spec(package) is None:
         raise ConfigError(f"tracker={cfg.tracker} needs the {package} package (pip install {package}), "

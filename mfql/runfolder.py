@@ -43,6 +43,7 @@ class RunFolder:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.resume_path = self.path / "_resume" / "state.pt"
+        self.prev_path = self.path / "_resume" / "prev.pt"  # the state before, kept until the next is written
         self.final_path = self.path / "final.pt"
         self._lock_handle = None
         self._created_lock = self._created_dir = False
@@ -99,9 +100,9 @@ class RunFolder:
                 return record.get("run_key"), "meta.json", f"task={record.get('task')} seed={record.get('seed')}"
             except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
                 return None, "meta.json (unreadable)", "an unknown run"
-        if self.resume_path.is_file():
-            state = load_state(self.resume_path)
-            return state.get("run_key"), "_resume/state.pt", describe(state.get("config", {}))
+        for path in self.resume_paths():
+            state = load_state(path)
+            return state.get("run_key"), f"_resume/{path.name}", describe(state.get("config", {}))
         if self.final_path.is_file():
             final = load_final(self.final_path)
             return final.get("meta", {}).get("run_key"), "final.pt", describe(final.get("config", {}))
@@ -133,11 +134,15 @@ class RunFolder:
         if self.final_path.is_file():
             self.restore_files(key)
             return "finished"
-        if self.resume_path.is_file():
+        if self.resume_paths():
             return "resume"
         for name in CSV_FILES:  # rows of an earlier attempt that never checkpointed
             (self.path / name).unlink(missing_ok=True)
         return "fresh"
+
+    def resume_paths(self) -> list[Path]:
+        """The resume states present, newest first."""
+        return [p for p in (self.resume_path, self.prev_path) if p.is_file()]
 
     def clear(self) -> None:
         for name in RUN_FILES:

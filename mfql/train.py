@@ -9,6 +9,7 @@ in out_dir/_resume/: killing the process and rerunning the same command continue
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import subprocess
 import time
@@ -38,6 +39,7 @@ from mfql.devices import device_name, resolve_device, set_matmul_precision, set_
 from mfql.envs import make_env, metric_name, online_reward
 from mfql.evaluate import episode_seed, run_episodes
 from mfql.log import CSVLog, Progress, Tracker, setup_logging
+from mfql.packed import PackedUpdate
 from mfql.runfolder import CSV_FILES, RunFolder, run_key
 
 log = logging.getLogger("mfql.train")
@@ -67,29 +69,33 @@ def versions() -> dict:
 class Run:
     """One training run: data, agent, buffer, environments and the step loop."""
 
-    def __init__(self, cfg, key: str, data_sha256: str, device: torch.device):
+    def __init__(self, cfg, key: str, data_sha256: str, device: torch.device, shared: tuple | None = None,
+                 compile: bool | None = None):
+        """``shared``: (Minari dataset, arrays, buffer) already loaded by a packed job; ``compile``: None for
+        the config's choice (a packed job compiles its packed update instead)."""
         self.cfg = cfg
         self.out = Path(cfg.out_dir)
-        self.resume_path = RunFolder(self.out).resume_path
+        self.folder = RunFolder(self.out)
+        self.resume_path = self.folder.resume_path
         self.device = device
         self.official = cfg.parity == "official"
         self.config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
         self.run_key, self.data_sha256 = key, data_sha256
-        seed_everything(cfg.seed)
+        seed_everything(cfg.seed)  # network initialisation and the environments' own draws
+        # Batches, update draws and online action noise come from the run's own generator, so that runs
+        # packed in one process (seeds=[...]) draw exactly what each would draw alone.
+        self.rng = torch.Generator(device=self.device).manual_seed(cfg.seed)
 
-        self.minari_dataset = None
-        if cfg.suite == "ogbench":
-            _, dataset = load_ogbench(cfg.task, cfg.data_dir, verify=False)
-        else:
-            self.minari_dataset, dataset = load_minari(cfg.task, cfg.data_dir, verify=False)
+        self.minari_dataset, dataset, buffer = shared if shared is not None else (*load_data(cfg), None)
         self.obs_dim = dataset["observations"].shape[1]
         self.action_dim = dataset["actions"].shape[1]
         padded = cfg.buffer_size if self.official else None
         mean, std = observation_stats(dataset["observations"], padded)
-        self.compiled = cfg.compile if cfg.compile is not None else device.type == "cuda"
+        self.compiled = compile_choice(cfg, device) if compile is None else compile
         self.agent = MeanFlowQL(cfg.agent, self.obs_dim, self.action_dim, mean, std, cfg.offline_steps, self.device,
-                                compile=self.compiled)
-        self.buffer = ReplayBuffer(dataset, cfg.buffer_size, cfg.online_steps, self.device)
+                                compile=self.compiled and shared is None)
+        self.buffer = buffer if buffer is not None else ReplayBuffer(dataset, cfg.buffer_size, cfg.online_steps,
+                                                                     self.device)
         env_args = (cfg.task, cfg.suite, self.minari_dataset, cfg.env_max_steps)
         self.eval_envs = [make_env(*env_args) for _ in range(min(cfg.eval_envs, cfg.eval_episodes))]
         self.env = make_env(*env_args) if cfg.online_steps > 0 else None
@@ -124,18 +130,27 @@ class Run:
     def save_resume(self, step: int) -> None:
         # The CSVs so far travel with the state: a workflow manager may delete them before a rerun.
         state = {"step": step, "run_key": self.run_key, "config": OmegaConf.to_container(self.cfg, resolve=True),
-                 "agent": self.agent.state_dict(), "rng": rng_state(), "buffer": self.buffer.online_state(),
+                 "agent": self.agent.state_dict(), "rng": rng_state(),
+                 "generator": self.rng.get_state(), "buffer": self.buffer.online_state(),
                  "episode": self.episode, "online_stats": self.online_stats, "csv": self.read_csvs()}
+        if self.resume_path.is_file():  # keep the one before until this one is written (packed jobs)
+            os.replace(self.resume_path, self.folder.prev_path)
         save_state(self.resume_path, state)
         self.last_good_state = step
 
-    def resume(self) -> int:
-        """Load the resume state (checksum-verified, weights only); returns the first step still to run."""
-        state = load_state(self.resume_path)
+    def saved_states(self) -> dict[int, Path]:
+        """Resume states on disk (checksum-verified when loaded), by step."""
+        return {load_state(path)["step"]: path for path in self.folder.resume_paths()}
+
+    def resume(self, path: Path | None = None) -> int:
+        """Load a resume state (default: the newest; checksum-verified, weights only); returns the first step
+        still to run."""
+        state = load_state(path or self.folder.resume_paths()[0])
         self.agent.load_state_dict(state["agent"])
         self.buffer.load_online_state(state["buffer"])
         self.episode, self.online_stats = state["episode"], state["online_stats"]
         set_rng_state(state["rng"])
+        self.rng.set_state(state["generator"])
         for name in CSV_FILES:
             path = self.out / name
             path.unlink(missing_ok=True)
@@ -180,7 +195,8 @@ class Run:
             self.obs, _ = self.env.reset(seed=episode_seed(self.cfg.seed, 1, self.episode))
             self.episode_return = 0.0
         obs = flatten_obs(self.obs)
-        action = self.agent.act(torch.as_tensor(obs, device=self.device).unsqueeze(0))[0].cpu().numpy()
+        obs_t = torch.as_tensor(obs, device=self.device).unsqueeze(0)
+        action = self.agent.act(obs_t, generator=self.rng)[0].cpu().numpy()
         next_obs, reward, terminated, truncated, info = self.env.step(action)
         self.episode_return += float(reward)
         self.buffer.add({"observations": obs, "actions": action,
@@ -200,61 +216,126 @@ class Run:
         return {"step": step, metric_name(self.cfg.suite): float(np.mean(scores)),
                 f"{metric_name(self.cfg.suite)}_std": float(np.std(scores)), "episodes": len(scores)}
 
-    def run(self, resume: bool) -> None:
+    def begin(self, start: int) -> None:
+        """Open the logs and write config.yaml and meta.json; ``start`` is the first step to run."""
         cfg = self.cfg
-        start = self.resume() if resume else self.first_step
-        metric = metric_name(cfg.suite)
-        train_log = CSVLog(self.out / "train.csv")
+        self.metric = metric_name(cfg.suite)
+        self.train_log = CSVLog(self.out / "train.csv")
         # eval.csv exists from the start, header included: with eval_episodes=0 it stays a valid empty table.
-        eval_log = CSVLog(self.out / "eval.csv", ["step", metric, f"{metric}_std", "episodes"])
+        self.eval_log = CSVLog(self.out / "eval.csv", ["step", self.metric, f"{self.metric}_std", "episodes"])
         write_text(self.out / "config.yaml", self.config_yaml)
         write_json(self.out / "meta.json", self.meta())
-        tracker = Tracker(cfg.tracker, self.out, OmegaConf.to_container(cfg, resolve=True))
+        self.tracker = Tracker(cfg.tracker, self.out, OmegaConf.to_container(cfg, resolve=True))
         log.info("task=%s suite=%s seed=%d parity=%s device=%s threads=%d steps=%d+%d actor=%s run_key=%s",
                  cfg.task, cfg.suite, cfg.seed, cfg.parity, self.device, torch.get_num_threads(), cfg.offline_steps,
                  cfg.online_steps, cfg.agent.actor, self.run_key)
-        pending_checkpoint = False
-        bar = Progress(range(start, self.last_step + 1), total=self.last_step + 1 - self.first_step,
-                       initial=start - self.first_step, desc="train", logger=log)
-        tick, tick_step = time.perf_counter(), start
-        for step in bar:
-            if step > cfg.offline_steps:
-                self.online_step()
-            info = self.agent.update(self.buffer.sample(cfg.agent.batch_size), step)
-            self.watch(step, info["total_loss"])
-            if step % cfg.log_interval == 0 or step == self.last_step:
-                self.check(step)
-                now = time.perf_counter()
-                values = torch.stack([v.double() for v in info.values()]).tolist()  # one read-back per log row
-                row = {"step": step, **dict(zip(info, values)), **self.online_stats,
-                       "updates_per_s": (step + 1 - tick_step) / max(now - tick, 1e-9)}
-                tick, tick_step = now, step + 1
-                train_log.write(row)
-                tracker.log(row, "train/")
-                bar.set_postfix({"critic": f"{row['critic/loss']:.3g}", "mfi": f"{row['flow/mfi_loss']:.3g}",
-                                 "q": f"{row['actor/q']:.3g}", "ups": f"{row['updates_per_s']:.0f}"})
-                log.debug("step=%d critic/loss=%.4g flow/mfi_loss=%.4g actor/q=%.4g alpha=%.4g ups=%.1f", step,
-                          row["critic/loss"], row["flow/mfi_loss"], row["actor/q"], row["alpha"],
-                          row["updates_per_s"])
-            if self.eval_envs and (step % cfg.eval_interval == 0 or step == self.last_step):
-                self.check(step)
-                result = self.evaluate(step)
-                eval_log.write(result)
-                tracker.log(result, "eval/")
-                log.info("eval step=%d %s=%.4f over %d episodes", step, metric, result[metric], result["episodes"])
-            pending_checkpoint |= step % cfg.checkpoint_interval == 0
-            # Online, only checkpoint between episodes: the environment state is then just its reset seed.
-            if pending_checkpoint and step < self.last_step and (step <= cfg.offline_steps or self.obs is None):
-                self.check(step)
-                self.save_resume(step)
-                pending_checkpoint = False
+        self.pending_checkpoint = False
+        self.tick, self.tick_step = time.perf_counter(), start
+
+    def after_update(self, step: int, info: dict) -> dict | None:
+        """Everything after this step's update: divergence watch, train.csv row, evaluation, resume state.
+        Returns the logged row, if this step logged one."""
+        cfg = self.cfg
+        self.watch(step, info["total_loss"])
+        row = None
+        if step % cfg.log_interval == 0 or step == self.last_step:
+            self.check(step)
+            now = time.perf_counter()
+            values = torch.stack([v.double() for v in info.values()]).tolist()  # one read-back per log row
+            row = {"step": step, **dict(zip(info, values)), **self.online_stats,
+                   "updates_per_s": (step + 1 - self.tick_step) / max(now - self.tick, 1e-9)}
+            self.tick, self.tick_step = now, step + 1
+            self.train_log.write(row)
+            self.tracker.log(row, "train/")
+            log.debug("seed=%d step=%d critic/loss=%.4g flow/mfi_loss=%.4g actor/q=%.4g alpha=%.4g ups=%.1f",
+                      cfg.seed, step, row["critic/loss"], row["flow/mfi_loss"], row["actor/q"], row["alpha"],
+                      row["updates_per_s"])
+        if self.eval_envs and (step % cfg.eval_interval == 0 or step == self.last_step):
+            self.check(step)
+            result = self.evaluate(step)
+            self.eval_log.write(result)
+            self.tracker.log(result, "eval/")
+            log.info("eval seed=%d step=%d %s=%.4f over %d episodes", cfg.seed, step, self.metric,
+                     result[self.metric], result["episodes"])
+        self.pending_checkpoint |= step % cfg.checkpoint_interval == 0
+        # Online, only checkpoint between episodes: the environment state is then just its reset seed.
+        if self.pending_checkpoint and step < self.last_step and (step <= cfg.offline_steps or self.obs is None):
+            self.check(step)
+            self.save_resume(step)
+            self.pending_checkpoint = False
+        return row
+
+    def finish(self) -> None:
         self.check(self.last_step)
         self.save_final()
-        tracker.close()
-        self.resume_path.unlink(missing_ok=True)
+        self.tracker.close()
+        for path in (self.resume_path, self.folder.prev_path):
+            path.unlink(missing_ok=True)
         if self.resume_path.parent.exists() and not any(self.resume_path.parent.iterdir()):
             self.resume_path.parent.rmdir()
         log.info("done: %s", self.out / "final.pt")
+
+    def run(self, resume: bool) -> None:
+        start = self.resume() if resume else self.first_step
+        self.begin(start)
+        bar = Progress(range(start, self.last_step + 1), total=self.last_step + 1 - self.first_step,
+                       initial=start - self.first_step, desc="train", logger=log)
+        batch_size = self.cfg.agent.batch_size
+        for step in bar:
+            if step > self.cfg.offline_steps:
+                self.online_step()
+            info = self.agent.update(self.buffer.sample(batch_size, self.rng), step, generator=self.rng)
+            row = self.after_update(step, info)
+            if row is not None:
+                bar.set_postfix({"critic": f"{row['critic/loss']:.3g}", "mfi": f"{row['flow/mfi_loss']:.3g}",
+                                 "q": f"{row['actor/q']:.3g}", "ups": f"{row['updates_per_s']:.0f}"})
+        self.finish()
+
+
+def compile_choice(cfg, device: torch.device) -> bool:
+    return cfg.compile if cfg.compile is not None else device.type == "cuda"
+
+
+def load_data(cfg) -> tuple:
+    """(Minari dataset or None, arrays) of the run's task, read once (the checksums were checked before)."""
+    if cfg.suite == "ogbench":
+        return None, load_ogbench(cfg.task, cfg.data_dir, verify=False)[1]
+    return load_minari(cfg.task, cfg.data_dir, verify=False)
+
+
+def run_packed(runs: list[Run], statuses: list[str], compile: bool) -> None:
+    """Train the seeds of ``runs`` together: one vmapped update per step, then each seed's own logging,
+    evaluation and resume state. Resumed seeds continue from the newest step they all saved."""
+    start = runs[0].first_step
+    if "resume" in statuses and "fresh" in statuses:  # killed before every seed saved a state: start over
+        log.info("not every packed seed has a resume state: all start from the first step")
+        for run, status in zip(runs, statuses):
+            if status == "resume":
+                run.folder.clear()
+    elif "resume" in statuses:
+        saved = [run.saved_states() for run in runs]
+        common = set.intersection(*(set(s) for s in saved))
+        if not common:
+            steps = ", ".join(f"seed {r.cfg.seed}: {sorted(s) or 'none'}" for r, s in zip(runs, saved))
+            raise RunError(f"the packed seeds have no resume step in common ({steps}); rerun them one at a time "
+                           f"(python -m mfql.train ... seed=<n> out_dir=<out_dir>/seed<n>)")
+        start = max(common) + 1
+        for run, states in zip(runs, saved):
+            run.resume(states[start - 1])
+    packed = PackedUpdate([run.agent for run in runs], compile=compile)
+    for run in runs:
+        run.begin(start)
+    first, last = runs[0].first_step, runs[0].last_step
+    bar = Progress(range(start, last + 1), total=last + 1 - first, initial=start - first, desc="train", logger=log)
+    batch_size = runs[0].cfg.agent.batch_size
+    generators = [run.rng for run in runs]
+    for step in bar:
+        info = packed.update(runs[0].buffer.sample_packed(batch_size, generators), step,
+                             packed.draws(batch_size, generators))
+        for seed, run in enumerate(runs):
+            run.after_update(step, {key: value[seed] for key, value in info.items()})
+    for run in runs:
+        run.finish()
 
 
 def main(argv: list[str]) -> None:
@@ -267,22 +348,51 @@ def main(argv: list[str]) -> None:
     check_in_dir("data_dir", cfg.data_dir)
     device = resolve_device(cfg.device)
     data_sha256 = check_dataset(cfg.task, cfg.suite, cfg.data_dir)
-    key = run_key(cfg, data_sha256)
-    folder = RunFolder(out)
-    folder.lock()
-    status = folder.claim(key, cfg.overwrite)
-    if status == "finished":
-        log.info("%s already holds this finished run (task=%s seed=%d, run key %s): nothing to do",
-                 out, cfg.task, cfg.seed, key)
+    seeds = list(cfg.seeds) if cfg.seeds is not None else [cfg.seed]
+    cfgs = [seed_config(cfg, seed, out) for seed in seeds] if cfg.seeds is not None else [cfg]
+    claimed = []
+    for run_cfg in cfgs:  # each seed's folder is its own run: the same run key as that seed trained alone
+        key = run_key(run_cfg, data_sha256)
+        folder = RunFolder(Path(run_cfg.out_dir))
+        folder.lock()
+        status = folder.claim(key, cfg.overwrite)
+        if status == "finished":
+            log.info("%s already holds this finished run (task=%s seed=%d, run key %s): nothing to do",
+                     run_cfg.out_dir, cfg.task, run_cfg.seed, key)
+            folder.release()
+            continue
+        claimed.append((run_cfg, key, folder, status))
+    if not claimed:
         return
     set_threads(cfg.threads)
     set_matmul_precision(cfg.matmul_precision)
-    try:
-        run = Run(cfg, key, data_sha256, device)  # loads and checks the data: may still refuse it
+    runs = []
+    try:  # loads and checks the data: may still refuse it
+        if cfg.seeds is None:
+            runs.append(Run(cfg, claimed[0][1], data_sha256, device))
+        else:
+            minari_dataset, dataset = load_data(cfg)
+            shared = (minari_dataset, dataset, ReplayBuffer(dataset, cfg.buffer_size, 0, device))
+            runs = [Run(run_cfg, key, data_sha256, device, shared, compile_choice(cfg, device))
+                    for run_cfg, key, _, _ in claimed]
     except BaseException:
-        folder.abandon()
+        for _, _, folder, _ in claimed:
+            folder.abandon()
         raise
-    run.run(resume=status == "resume")
+    statuses = [status for _, _, _, status in claimed]
+    if cfg.seeds is None:
+        runs[0].run(resume=statuses[0] == "resume")
+    else:
+        log.info("packed: seeds %s of %s in one process (%s)", [r.cfg.seed for r in runs], cfg.task,
+                 ", ".join(f"seed {r.cfg.seed}: {st}" for r, st in zip(runs, statuses)))
+        run_packed(runs, statuses, compile_choice(cfg, device))
+
+
+def seed_config(cfg, seed: int, out: Path):
+    """The config of one seed of a packed job: exactly the config of ``seed=<n> out_dir=<out>/seed<n>``."""
+    one = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    one.seed, one.seeds, one.out_dir = seed, None, str(out / f"seed{seed}")
+    return one
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
+from mfql.bench import HostReads
 from mfql.optim import Adam
 from tests.conftest import ROOT, make_agent, random_batch
 
@@ -56,27 +56,8 @@ def test_the_reference_check_sees_the_smallest_change_of_method():
         assert_matches_golden(agent, metrics, golden)
 
 
-class HostSyncCounter(TorchDispatchMode):
-    """Counts the ops that make the host wait for the device: scalar reads and copies to the CPU."""
-
-    def __init__(self, device: torch.device):
-        super().__init__()
-        self.device, self.reads = device, []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func is torch.ops.aten._local_scalar_dense.default:
-            self.reads.append(str(func))
-        elif func in (torch.ops.aten._to_copy.default, torch.ops.aten.copy_.default):
-            src = args[1] if func is torch.ops.aten.copy_.default else args[0]
-            dst = args[0].device if func is torch.ops.aten.copy_.default else kwargs.get("device", src.device)
-            if src.device != torch.device("cpu") and torch.device(dst) == torch.device("cpu"):
-                self.reads.append(f"{func} {src.device}->cpu")
-        return func(*args, **(kwargs or {}))
-
-
 def test_sync_counter_sees_item_and_device_to_host_copies():
-    with HostSyncCounter(torch.device("cpu")) as counter:
+    with HostReads() as counter:
         x = torch.ones(3)
         x.sum().item()
         float(x[0])
@@ -90,7 +71,7 @@ def test_update_never_reads_a_value_back_to_the_host(model):
     agent = make_agent(6, 3, model=model, steps=4000)
     batch = random_batch(16)
     agent.update(batch, 1)
-    with HostSyncCounter(agent.device) as counter:
+    with HostReads() as counter:
         for step in (1999, 2000, 2001):
             agent.update(batch, step)
     assert counter.reads == [], f"{len(counter.reads)} host reads in 3 updates: {counter.reads[:3]}"
@@ -128,7 +109,7 @@ def test_adam_equals_torch_adam_with_a_changing_learning_rate():
 @pytest.mark.parametrize("model", ["small", "paper"])
 @pytest.mark.parametrize("parity", ["official", "corrected"])
 def test_update_traces_as_one_graph_without_breaks(model, parity):
-    agent = make_agent(6, 3, f"parity={parity}", model=model)
+    agent = make_agent(6, 3, f"parity={parity}", model=model, compile=True)  # the path torch.compile traces
     explanation = torch._dynamo.explain(agent.update_on_device)(random_batch(16), agent.draws(16))
     assert (explanation.graph_count, explanation.graph_break_count) == (1, 0), explanation.break_reasons
 
