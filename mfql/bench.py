@@ -3,8 +3,8 @@
 Per model (the paper's, and the small CPU model), on cube-single shapes (obs 28, act 5, batch 256, K = 5):
 eager and compiled updates/s, kernels and host reads per update, compile time, peak device memory,
 GFLOP per update, one-step action latency and parameter counts. Then evaluation episodes/s on the real
-cube-single environment, played one at a time and in lockstep, and the paper suite's projected device
-hours with the evaluation's share of them.
+cube-single environment, played one at a time and in lockstep; aggregate updates/s of S seeds packed in
+one process; and the paper suite's projected device hours with the evaluation's share of them.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ import time
 import numpy as np
 import torch
 import yaml
+from omegaconf import ListConfig
 from torch.profiler import ProfilerActivity, profile
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from mfql.agent import MeanFlowQL
-from mfql.config import CONFIG_DIR, compose, known_tasks, load_task, require_int, run_cli
+from mfql.config import CONFIG_DIR, ConfigError, compose, known_tasks, load_task, require_int, run_cli
 from mfql.devices import device_name, resolve_device, set_threads
 from mfql.networks import count_params
 
@@ -144,6 +145,30 @@ def bench_model(model: str, device: torch.device, updates: int, act_repeats: int
     return out
 
 
+def bench_packed(model: str, device: torch.device, updates: int, sizes: list[int], compile: bool) -> dict:
+    """Aggregate updates/s of S seeds packed in one process (``PackedUpdate``), per S."""
+    from mfql.packed import PackedUpdate
+
+    out = {"compiled": compile}
+    single = None
+    for size in sizes:
+        agents = [make_bench_agent(model, device, compile=False) for _ in range(size)]
+        packed = PackedUpdate(agents, compile=compile)
+        batch = {k: v.unsqueeze(0).expand(size, *v.shape).contiguous()
+                 for k, v in synthetic_batch(agents[0].cfg.batch_size, device).items()}
+        generators = [torch.Generator(device=device).manual_seed(s) for s in range(size)]
+        def update(packed=packed, batch=batch, step=iter(range(1, 10**9)), generators=generators):
+            return packed.update(batch, next(step), packed.draws(batch["actions"].shape[1], generators))
+
+        per_update = timed(update, updates, device)
+        out[f"S{size}_aggregate_updates_per_s"] = size / per_update
+        single = single or size / per_update
+        out[f"S{size}_gain"] = size / per_update / single
+        if device.type == "cuda":
+            out[f"S{size}_peak_device_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return out
+
+
 def bench_evaluation(model: str, device: torch.device, episodes: int, env_steps: int) -> dict:
     """Episodes/s on the real cube-single env (episodes cut at ``env_steps``), one at a time vs in lockstep."""
     from mfql.envs import make_env
@@ -203,6 +228,13 @@ def main(argv: list[str]) -> None:
     require_int(cfg, "act_repeats", 1)
     require_int(cfg, "eval_episodes", 1)
     require_int(cfg, "eval_env_steps", 1)
+    for key in ("packed_seeds", "packed_models"):
+        if not isinstance(cfg[key], ListConfig) or not len(cfg[key]):
+            raise ConfigError(f"{key}={cfg[key]!r} is not valid (valid: a non-empty list)")
+    if not all(isinstance(s, int) and s >= 1 for s in cfg.packed_seeds):
+        raise ConfigError(f"packed_seeds={list(cfg.packed_seeds)} is not valid (valid: integers >= 1)")
+    if not set(cfg.packed_models) <= {"paper", "small"}:
+        raise ConfigError(f"packed_models={list(cfg.packed_models)} is not valid (valid: paper, small)")
     device = resolve_device(cfg.device)
     set_threads(cfg.threads)
     compile = cfg.compile if cfg.compile is not None else True
@@ -213,6 +245,11 @@ def main(argv: list[str]) -> None:
         "small": bench_model("small", device, cfg.updates * 4, cfg.act_repeats, compile),
         "evaluation": bench_evaluation("paper", device, cfg.eval_episodes, cfg.eval_env_steps),
     }
+    sizes = list(cfg.packed_seeds)
+    packed_compile = compile and device.type == "cuda"  # on CPU one compile per S would take minutes each
+    result["packed"] = {model: bench_packed(model, device, max(2, cfg.updates // 2) if model == "paper"
+                                            else cfg.updates * 2, sizes, packed_compile)
+                        for model in cfg.packed_models}
     work = paper_suite_work()
     paper = result["paper"]
     best = max(paper["eager"]["updates_per_s"], paper.get("compiled", {}).get("updates_per_s", 0.0))
@@ -224,6 +261,10 @@ def main(argv: list[str]) -> None:
         "train_hours_at_best_measured_rate": train_hours, "eval_hours_lockstep": eval_hours,
         "device_hours": train_hours + eval_hours, "eval_share": eval_hours / (train_hours + eval_hours),
     }
+    packed = result["packed"].get("paper", {}).get(f"S{max(sizes)}_aggregate_updates_per_s")
+    if packed:  # offline runs packed max(sizes) per process; O2O runs one per process at the single rate
+        hours = (work["updates"]["offline"] / max(packed, best) + work["updates"]["o2o"] / best) / 3600
+        result["paper_suite"]["device_hours_packed"] = hours + eval_hours
     json.dump(result, sys.stdout, indent=2)
     sys.stdout.write("\n")
 

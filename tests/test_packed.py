@@ -1,6 +1,5 @@
 """Seeds packed in one process: each seed's update equals its update alone."""
 
-import time
 
 import pytest
 import torch
@@ -113,12 +112,10 @@ def test_packed_run_gives_each_seed_the_files_of_its_single_run(tmp_path, ogbenc
 def test_packed_run_resumes_after_sigkill_like_an_uninterrupted_one(tmp_path, ogbench_dir):
     """Killed at seeded random moments and while a seed's resume state is being written (then one seed's
     state is newer than the other's), each time rerun: the finished seeds equal an uninterrupted packed run."""
-    import random
-    import subprocess
     import sys
 
-    from tests.conftest import ROOT, TASK
-    from tests.test_train import kill_when
+    from tests.conftest import TASK
+    from tests.test_train import kill_repeatedly
 
     data = ogbench_dir.parent
     args = ["seeds=[0,1]", "checkpoint_interval=3", "offline_steps=60"]
@@ -126,18 +123,8 @@ def test_packed_run_resumes_after_sigkill_like_an_uninterrupted_one(tmp_path, og
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "mfql.train", f"task={TASK}", f"out_dir={out}", f"data_dir={data}", *PACKED_ARGS,
            *args]
-    start = lambda: subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: E731
-
-    def writing_second_seed():  # seed 1's state is being written: seed 0's is already newer
-        folder = out / "seed1" / "_resume"
-        return folder.is_dir() and any(p.name.startswith(".state.pt.") for p in folder.iterdir())
-
-    caught = sum(kill_when(start(), writing_second_seed) for _ in range(2))
-    assert caught >= 1, "never caught seed 1's checkpoint write in progress"
-    rng = random.Random(1)
-    for _ in range(2):
-        proc, delay = start(), rng.uniform(3.0, 9.0)
-        kill_when(proc, lambda t=time.time() + delay: time.time() >= t)
+    # seed 1's state is written after seed 0's: a kill during its write leaves seed 0 one state ahead
+    kill_repeatedly(cmd, out / "seed1" / "_resume", random_kills=2, seed=1, delays=(3.0, 9.0))
     train(out, data, *args)
     for seed in (0, 1):
         ref, done = tmp_path / "ref" / f"seed{seed}", out / f"seed{seed}"

@@ -105,6 +105,22 @@ def kill_when(proc, condition, timeout=300):
     return False
 
 
+def kill_repeatedly(cmd, resume_dir, random_kills, seed, delays):
+    """SIGKILL ``cmd`` twice while a resume state in ``resume_dir`` is being written (atomic_write's temporary
+    exists), then ``random_kills`` times at seeded random moments, each time starting it again."""
+    start = lambda: subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: E731
+
+    def writing_checkpoint():
+        return resume_dir.is_dir() and any(p.name.startswith(".state.pt.") for p in resume_dir.iterdir())
+
+    assert sum(kill_when(start(), writing_checkpoint) for _ in range(2)) >= 1, \
+        f"never caught a checkpoint write in progress in {resume_dir}"
+    rng = random.Random(seed)
+    for _ in range(random_kills):
+        proc, delay = start(), rng.uniform(*delays)
+        kill_when(proc, lambda t=time.time() + delay: time.time() >= t)
+
+
 def test_kills_at_random_points_and_during_checkpoint_writes_then_rerun_ends_identical(tmp_path, ogbench_dir):
     """Fault injection: SIGKILL while a checkpoint file is being written, then at random moments (seeded),
     each time rerunning the same command; the run that finally completes equals one never interrupted."""
@@ -113,18 +129,7 @@ def test_kills_at_random_points_and_during_checkpoint_writes_then_rerun_ends_ide
     run_module("mfql.train", *train_args(ref, ogbench_dir.parent, *args))
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "mfql.train", *train_args(out, ogbench_dir.parent, *args)]
-    start = lambda: subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: E731
-
-    def writing_checkpoint():  # atomic_write's temporary exists: the state is being written right now
-        folder = out / "_resume"
-        return folder.is_dir() and any(p.name.startswith(".state.pt.") for p in folder.iterdir())
-
-    mid_write = sum(kill_when(start(), writing_checkpoint) for _ in range(2))
-    assert mid_write >= 1, "never caught a checkpoint write in progress"
-    rng = random.Random(0)
-    for _ in range(3):
-        proc, delay = start(), rng.uniform(2.0, 9.0)
-        kill_when(proc, lambda t=time.time() + delay: time.time() >= t)
+    kill_repeatedly(cmd, out / "_resume", random_kills=3, seed=0, delays=(2.0, 9.0))
     run_module("mfql.train", *train_args(out, ogbench_dir.parent, *args))
 
     assert (out / "eval.csv").read_text() == (ref / "eval.csv").read_text()

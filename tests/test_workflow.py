@@ -35,7 +35,10 @@ def test_lint_is_clean():
 def test_paper_suite_plan_has_every_task_and_seed():
     proc = snakemake("-n", "--config", "suite=paper", timeout=300)
     counts = job_counts(proc.stdout)
-    assert counts["train_offline"] == 68 * 8 + 5 * 4  # 68 state-based tasks x 8 seeds, 5 visual x 4
+    # seeds_per_job 8: one job per task trains its 8 seeds (4 for the 5 visual tasks) in one process
+    assert counts["train_offline_seeds_0_1_2_3_4_5_6_7"] == 68 and counts["train_offline_seeds_0_1_2_3"] == 5
+    assert "seeds='[0,1,2,3,4,5,6,7]' out_dir=results/offline/door-human-v1 " in snakemake(
+        "-n", "-p", "--config", "suite=paper", timeout=300).stdout
     assert counts["finetune_online"] == 15 * 8
     assert counts["fetch_ogbench"] == 15 and counts["fetch_minari"] == 18
     planned = set(re.findall(r"results/offline/([^/]+)/seed\d+/final\.pt", proc.stdout))
@@ -176,6 +179,29 @@ def test_rerunning_one_task_seed_touches_only_its_jobs(quick_run):
     assert job_counts(single.stdout + single.stderr) == {"train_offline": 1}
     assert sibling.stat().st_mtime_ns == before
     assert (quick_run / target).stat().st_mtime_ns > before
+
+
+def test_packed_job_rerun_for_one_missing_seed_trains_only_that_seed(quick_run, tmp_path):
+    """With seeds_per_job 2 the two offline seeds are one job; with seed 1's final.pt gone, the job reruns,
+    keeps seed 0's final.pt (update-flagged) and mfql.train retrains seed 1 alone."""
+    import yaml
+
+    packed = yaml.safe_load(CI_CONFIG.read_text())
+    packed["suites"]["ci"]["offline"]["seeds_per_job"] = 2
+    config = tmp_path / "packed.yaml"
+    config.write_text(yaml.safe_dump(packed))
+    args = ["--snakefile", str(ROOT / "Snakefile"), "--directory", str(quick_run), "--configfile", str(config)]
+    snakemake(*args, "--cores", "1")  # up to date first (an earlier test retrained one run)
+    runs = quick_run / "results" / "offline" / "cube-single-play-singletask-task1-v0"
+    kept = (runs / "seed0" / "final.pt").stat().st_mtime_ns
+    (runs / "seed1" / "final.pt").unlink()
+    plan = snakemake("-n", "-p", *args)
+    assert job_counts(plan.stdout)["train_offline_seeds_0_1"] == 1 and "seeds='[0,1]'" in plan.stdout
+    snakemake(*args, "--cores", "2")
+    assert (runs / "seed0" / "final.pt").stat().st_mtime_ns == kept
+    assert (runs / "seed1" / "final.pt").stat().st_mtime_ns > kept
+    log = (quick_run / "logs" / "train_offline" / "cube-single-play-singletask-task1-v0" / "seeds0-1.log").read_text()
+    assert "seed0 already holds this finished run" in log and "done: " in log and "seed1/final.pt" in log
 
 
 def test_deleted_evaluation_outputs_are_restored_and_reevaluated_not_retrained(quick_run):

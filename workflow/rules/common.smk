@@ -80,6 +80,26 @@ def seeds_of(setting, task):
     return part["seeds"]
 
 
+def seeds_per_job(setting):
+    return SUITE[setting].get("seeds_per_job", 1)
+
+
+def offline_packs():
+    """{seeds of one job: the tasks trained in such jobs}: each task's seeds cut into groups of seeds_per_job."""
+    size, packs = seeds_per_job("offline"), {}
+    for task in tasks_of("offline"):
+        seeds = seeds_of("offline", task)
+        for first in range(0, len(seeds), size):
+            packs.setdefault(tuple(seeds[first : first + size]), []).append(task)
+    return packs
+
+
+def packed_mem_mb(seeds):
+    """Host memory of a packed job: the suite's per-job figure plus mem_mb_per_extra_seed for each further seed
+    (the dataset is loaded once; each seed adds its agent, evaluation environments and logs)."""
+    return SUITE["mem_mb"] + SUITE.get("mem_mb_per_extra_seed", 2000) * (seeds - 1)
+
+
 def runs(setting):
     return [(t, s) for t in tasks_of(setting) for s in seeds_of(setting, t)]
 
