@@ -13,6 +13,7 @@ import copy
 import torch
 from torch.func import functional_call, grad_and_value
 from torch.nn import functional as F
+from torch.utils._pytree import tree_leaves
 
 from mfql.networks import Critic, make_actor
 from mfql.optim import Adam, adam_step, clip_by_global_norm
@@ -20,6 +21,16 @@ from mfql.schedules import AlphaController, actor_lr
 
 Batch = dict[str, torch.Tensor]
 Params = dict[str, dict[str, torch.Tensor]]
+
+
+def compile_update(update, device: torch.device, written: list[torch.Tensor]):
+    """``update`` compiled as one graph; on CUDA replayed as a CUDA graph ("reduce-overhead"), for which every
+    tensor it writes in place (``written``) is marked static: a fixed address between replays."""
+    if device.type != "cuda":
+        return torch.compile(update, fullgraph=True, dynamic=False)
+    for tensor in written:
+        torch._dynamo.mark_static_address(tensor)
+    return torch.compile(update, fullgraph=True, dynamic=False, mode="reduce-overhead")
 
 
 class MeanFlowQL:
@@ -51,16 +62,9 @@ class MeanFlowQL:
         self.cuda_graphs = compile and self.device.type == "cuda"
         # torch.func.grad where the update is compiled or vmapped (packed seeds); plain autograd otherwise.
         self.grad_transform = compile
-        self.apply_update = self.compiled_update() if compile else self.update_on_device
-
-    def compiled_update(self):
-        """The whole update compiled as one graph; on CUDA replayed as a CUDA graph ("reduce-overhead"), for
-        which every tensor the update writes in place is marked static (a fixed address between replays)."""
-        if self.device.type != "cuda":
-            return torch.compile(self.update_on_device, fullgraph=True, dynamic=False)
-        for tensor in [*torch.utils._pytree.tree_leaves(self.state()), self.step]:
-            torch._dynamo.mark_static_address(tensor)
-        return torch.compile(self.update_on_device, fullgraph=True, dynamic=False, mode="reduce-overhead")
+        written = [*tree_leaves(self.state()), self.step]
+        self.apply_update = compile_update(self.update_on_device, self.device, written) if compile \
+            else self.update_on_device
 
     def params(self) -> Params:
         return {"actor": dict(self.actor.named_parameters()), "critic": dict(self.critic.named_parameters())}

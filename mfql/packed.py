@@ -13,7 +13,7 @@ from functools import partial
 import torch
 from torch.utils._pytree import tree_leaves, tree_map
 
-from mfql.agent import MeanFlowQL
+from mfql.agent import MeanFlowQL, compile_update
 
 
 def bind(agent: MeanFlowQL, state: dict) -> None:
@@ -37,14 +37,10 @@ class PackedUpdate:
             bind(agent, tree_map(lambda x, seed=seed: x[seed], self.state))
         # torch.vmap cannot batch the fused list (foreach) ops: one op per tensor instead.
         update = torch.vmap(partial(self.program.update_on_device, foreach=False), in_dims=(0, 0, 0))
-        if compile:
-            if self.program.device.type == "cuda":
-                for tensor in [*tree_leaves(self.state), self.program.step]:
-                    torch._dynamo.mark_static_address(tensor)
-            mode = "reduce-overhead" if self.program.device.type == "cuda" else None
-            update = torch.compile(update, fullgraph=True, dynamic=False, mode=mode)
-        self.cuda_graphs = compile and self.program.device.type == "cuda"
-        self.apply_update = update
+        device = self.program.device
+        self.cuda_graphs = compile and device.type == "cuda"
+        self.apply_update = compile_update(update, device, [*tree_leaves(self.state), self.program.step]) \
+            if compile else update
 
     def update(self, batches: dict[str, torch.Tensor], step: int, draws: dict[str, torch.Tensor]) -> dict:
         """One update of every seed: ``batches`` and ``draws`` carry a leading seed axis; metrics come back

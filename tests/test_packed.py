@@ -25,11 +25,12 @@ def single_run(seed, model, steps):
     return agent, torch.stack(rows)
 
 
-@pytest.mark.parametrize("model", ["small", "paper"])
-def test_packed_update_equals_each_seed_alone(model):
+@pytest.mark.parametrize("model, compile", [("small", False), ("paper", False), ("small", True)])
+def test_packed_update_equals_each_seed_alone(model, compile):
+    """Eager vmap and the compiled vmapped graph, each against the plain eager single-seed update."""
     steps = 12 if model == "small" else 4
     agents = [seeded_agent(seed, model) for seed in SEEDS]
-    packed = PackedUpdate(agents)
+    packed = PackedUpdate(agents, compile=compile)
     generators = [torch.Generator().manual_seed(seed) for seed in SEEDS]
     rows = []
     for step in range(1, steps + 1):
@@ -44,7 +45,8 @@ def test_packed_update_equals_each_seed_alone(model):
         torch.testing.assert_close(packed_rows[i], alone_rows, rtol=1e-5, atol=1e-5)
         for name in ("actor", "critic", "target_critic"):
             for a, b in zip(getattr(alone, name).parameters(), getattr(agents[i], name).parameters()):
-                torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+                # compiled: fused kernels reorder float ops too (test_update's compiled-vs-eager tolerance)
+                torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5 if compile else 1e-6)
         assert int(agents[i].update_count) == steps and int(agents[i].actor_opt.count) == steps
         torch.testing.assert_close(agents[i].alpha_ctl.history, alone.alpha_ctl.history)
     assert not torch.equal(packed_rows[0], packed_rows[1])  # the seeds really differ

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One prepared GPU check (at most ~8.5 min on one GPU, each step under its own time limit): the CUDA tests,
+# One prepared GPU check (each step under its own time limit: 9 min 20 s at most on one GPU): the CUDA tests,
 # the benchmark on the GPU, and a short compiled training run on regenerated data. Writes everything under ${OUT:-gpu-check}/.
 #   tools/gpu-check.sh            # then read gpu-check/summary.txt and gpu-check/bench.json
 set -uo pipefail
