@@ -23,7 +23,7 @@ TASK_RE = re.compile(r"^[a-z0-9][a-z0-9x-]*-v[0-9]$")
 # Keys that only say where files go or how the job runs; they never change the method (compile and eval_envs:
 # the same arithmetic in another order, equal within float round-off).
 PLACEMENT_KEYS = ("out_dir", "data_dir", "device", "threads", "tracker", "overwrite", "compile", "eval_envs",
-                  "seeds")
+                  "env_workers", "seeds")
 
 
 class ConfigError(ValueError):
@@ -235,14 +235,12 @@ def validate_train(cfg: DictConfig) -> None:
         raise _type_error("agent.actor_num_heads", cfg.agent.actor_num_heads,
                           f"a divisor of agent.actor_hidden_dim={cfg.agent.actor_hidden_dim}")
     require_int(cfg, "threads", 1, nullable=True)
+    require_int(cfg, "env_workers", 0)
     if cfg.seeds is not None:
         seeds = list(cfg.seeds) if isinstance(cfg.seeds, ListConfig) else cfg.seeds
         if not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds) or not all(
                 isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
             raise _type_error("seeds", seeds, "null or a list of distinct integers >= 0, e.g. [0,1,2,3]")
-        if cfg.online_steps:
-            raise ConfigError(f"seeds={seeds} with online_steps={cfg.online_steps}: packed seeds are offline runs "
-                              f"only (valid: online_steps=0, or one seed=<n> per offline-to-online run)")
     package = {"tensorboard": "tensorboard", "wandb": "wandb"}.get(cfg.tracker)
     if package and importlib.util.find_spec(package) is None:
         raise ConfigError(f"tracker={cfg.tracker} needs the {package} package (pip install {package}), "

@@ -166,8 +166,8 @@ def flatten_obs(obs) -> np.ndarray:
     return np.asarray(obs, dtype=np.float32)
 
 
-def load_minari(task: str, data_dir: str | Path, verify: bool = True, env=None):
-    """Minari dataset of a D4RL task id, as transitions with the paper's conventions."""
+def minari_dataset_of(task: str, data_dir: str | Path, verify: bool = True):
+    """The Minari dataset object of a D4RL task id (its evaluation env and reference scores)."""
     import minari
 
     set_minari_root(data_dir)
@@ -176,10 +176,15 @@ def load_minari(task: str, data_dir: str | Path, verify: bool = True, env=None):
     if verify:
         check_dataset(task, "d4rl", data_dir)
     try:
-        ds = minari.load_dataset(MINARI_IDS[task])
+        return minari.load_dataset(MINARI_IDS[task])
     except Exception as exc:  # minari raises plain exceptions for a damaged folder or metadata
         raise DatasetError(f"Minari dataset {MINARI_IDS[task]} in {Path(data_dir) / 'minari'} cannot be read "
                            f"({type(exc).__name__}: {str(exc)[:160]}); download it again") from None
+
+
+def load_minari(task: str, data_dir: str | Path, verify: bool = True, env=None):
+    """Minari dataset of a D4RL task id, as transitions with the paper's conventions."""
+    ds = minari_dataset_of(task, data_dir, verify)
     parts: dict[str, list[np.ndarray]] = {k: [] for k in KEYS}
     for episode in ds.iterate_episodes():
         obs = flatten_obs(episode.observations)

@@ -27,10 +27,10 @@ def online_reward(task: str, reward: float) -> float:
     return reward - 1.0 if task.startswith("antmaze") else reward
 
 
-def episode_score(suite: str, info: dict, episode_return: float, minari_dataset=None) -> float:
-    """OGBench: success of the last step (0/1). D4RL: Minari's normalised return x 100."""
+def episode_score(suite: str, success, episode_return: float, minari_dataset=None) -> float:
+    """OGBench: ``success`` of the last step (0/1). D4RL: Minari's normalised return x 100."""
     if suite == "ogbench":
-        return float(info["success"])
+        return float(success)
     import minari
 
     return 100.0 * float(minari.get_normalized_score(minari_dataset, np.array([episode_return]))[0])

@@ -19,9 +19,10 @@ from omegaconf import OmegaConf
 
 from mfql.checkpoint import file_sha256, write_json
 from mfql.config import ConfigError, check_in_dir, check_out_dir, compose, require_int, run_cli
-from mfql.data import flatten_obs, load_minari, set_minari_root
+from mfql.data import minari_dataset_of
 from mfql.devices import set_threads
-from mfql.envs import episode_score, make_env, metric_name
+from mfql.envpool import EnvPool, EnvSpec
+from mfql.envs import episode_score, metric_name
 from mfql.log import Progress, setup_logging
 
 log = logging.getLogger("mfql.evaluate")
@@ -35,43 +36,46 @@ def episode_seed(seed: int, *keys: int) -> int:
 NOISE_CHUNK = 64  # environment steps of action noise drawn at once per episode
 
 
-def run_episodes(agent, envs: list, suite: str, episodes: int, seed: int, minari_dataset=None,
+def run_episodes(agent, envs: EnvPool | list, suite: str, episodes: int, seed: int, minari_dataset=None,
                  progress: bool = False) -> list[float]:
     """Scores of ``episodes`` episodes, played ``len(envs)`` at a time in lockstep: one batched best-of-K
-    ``act`` and one device-to-host copy per environment step for all running episodes.
+    ``act`` and one device-to-host copy per environment step for all running episodes; ``envs`` (a pool, or a
+    list of environments to step in this process) steps them, in worker processes if it has any.
 
     Episode ``e`` is reset with ``episode_seed(seed, e)`` and draws its action noise from its own generator
     (seeded ``episode_seed(seed, e, 1)``), so its score does not depend on how many run beside it.
     """
+    pool = envs if isinstance(envs, EnvPool) else EnvPool.of(envs)
     bar = Progress(range(episodes), episodes, "evaluate", logger=log) if progress else None
     scores: list[float] = []
-    for first in range(0, episodes, len(envs)):
-        ids = list(range(first, min(first + len(envs), episodes)))
-        scores += play_lockstep(agent, envs[: len(ids)], ids, suite, seed, minari_dataset)
+    for first in range(0, episodes, len(pool)):
+        ids = list(range(first, min(first + len(pool), episodes)))
+        scores += play_lockstep(agent, pool, ids, suite, seed, minari_dataset)
         if bar is not None:
             bar.update(len(ids))
     return scores
 
 
-def play_lockstep(agent, envs: list, ids: list[int], suite: str, seed: int, minari_dataset) -> list[float]:
+def play_lockstep(agent, pool: EnvPool, ids: list[int], suite: str, seed: int, minari_dataset) -> list[float]:
+    """Episodes ``ids`` in the pool's first ``len(ids)`` environments."""
     num = agent.cfg.num_candidates
     generators = [torch.Generator(device=agent.device).manual_seed(episode_seed(seed, e, 1)) for e in ids]
-    observations = [env.reset(seed=episode_seed(seed, e))[0] for env, e in zip(envs, ids)]
+    observations = pool.reset([(i, episode_seed(seed, e)) for i, e in enumerate(ids)])
     returns, scores = [0.0] * len(ids), [0.0] * len(ids)
     running, step, chunks = list(range(len(ids))), 0, [None] * len(ids)
     while running:
         if step % NOISE_CHUNK == 0:
             for i in running:
                 chunks[i] = agent.noise(NOISE_CHUNK, num, generator=generators[i])  # [chunk, K, A]
-        obs = torch.as_tensor(np.stack([flatten_obs(observations[i]) for i in running]), device=agent.device)
+        obs = torch.as_tensor(np.stack([observations[i] for i in running]), device=agent.device)
         noises = torch.stack([chunks[i][step % NOISE_CHUNK] for i in running], dim=1)  # [K, running, A]
         actions = agent.act(obs, noises).cpu().numpy()
         still = []
-        for i, action in zip(running, actions):
-            observations[i], reward, terminated, truncated, info = envs[i].step(action)
-            returns[i] += float(reward)
+        for i, (observations[i], reward, terminated, truncated, success) in zip(running, pool.step(
+                list(zip(running, actions)))):
+            returns[i] += reward
             if terminated or truncated:
-                scores[i] = episode_score(suite, info, returns[i], minari_dataset)
+                scores[i] = episode_score(suite, success, returns[i], minari_dataset)
             else:
                 still.append(i)
         running, step = still, step + 1
@@ -111,6 +115,7 @@ def main(argv: list[str]) -> None:
         check_out_dir("out", Path(str(cfg.out)).parent)
     require_int(cfg, "episodes", 1)
     require_int(cfg, "envs", 1)
+    require_int(cfg, "env_workers", 0)
     require_int(cfg, "seed", 0)
     require_int(cfg, "threads", 1, nullable=True)
     if cfg.data_dir is not None:
@@ -118,13 +123,13 @@ def main(argv: list[str]) -> None:
     set_threads(cfg.threads)
     agent, run_cfg, meta = agent_from_checkpoint(path)
     data_dir = cfg.data_dir if cfg.data_dir is not None else run_cfg.data_dir
-    minari_dataset = None
-    if run_cfg.suite != "ogbench":
-        set_minari_root(data_dir)
-        minari_dataset, _ = load_minari(run_cfg.task, data_dir)
-    envs = [make_env(run_cfg.task, run_cfg.suite, minari_dataset, run_cfg.env_max_steps)
-            for _ in range(min(cfg.envs, cfg.episodes))]
-    scores = run_episodes(agent, envs, run_cfg.suite, cfg.episodes, cfg.seed, minari_dataset, progress=True)
+    minari_dataset = minari_dataset_of(run_cfg.task, data_dir) if run_cfg.suite != "ogbench" else None
+    pool = EnvPool(EnvSpec(run_cfg.task, run_cfg.suite, str(data_dir), run_cfg.env_max_steps),
+                   min(cfg.envs, cfg.episodes), cfg.env_workers, minari_dataset)
+    try:
+        scores = run_episodes(agent, pool, run_cfg.suite, cfg.episodes, cfg.seed, minari_dataset, progress=True)
+    finally:
+        pool.close()
     name = metric_name(run_cfg.suite)  # success in [0, 1]; D4RL normalised return x 100
     result = {"checkpoint": str(path), "checkpoint_sha256": file_sha256(path), "task": run_cfg.task,
               "run_seed": int(run_cfg.seed), "run_key": meta.get("run_key"), "seed": cfg.seed,

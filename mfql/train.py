@@ -21,7 +21,7 @@ import torch
 from omegaconf import OmegaConf
 
 from mfql.agent import MeanFlowQL
-from mfql.buffer import ReplayBuffer
+from mfql.buffer import ReplayBuffer, offline_storage, sample_packed
 from mfql.checkpoint import (
     file_sha256,
     load_state,
@@ -34,9 +34,10 @@ from mfql.checkpoint import (
     write_text,
 )
 from mfql.config import RunError, check_in_dir, check_out_dir, run_cli, train_config
-from mfql.data import check_dataset, dataset_files, flatten_obs, load_minari, load_ogbench, observation_stats
+from mfql.data import check_dataset, dataset_files, load_minari, load_ogbench, observation_stats
 from mfql.devices import device_name, resolve_device, set_matmul_precision, set_threads
-from mfql.envs import make_env, metric_name, online_reward
+from mfql.envpool import EnvPool, EnvSpec
+from mfql.envs import metric_name, online_reward
 from mfql.evaluate import episode_seed, run_episodes
 from mfql.log import CSVLog, Progress, Tracker, setup_logging
 from mfql.packed import PackedUpdate
@@ -70,9 +71,10 @@ class Run:
     """One training run: data, agent, buffer, environments and the step loop."""
 
     def __init__(self, cfg, key: str, data_sha256: str, device: torch.device, shared: tuple | None = None,
-                 compile: bool | None = None):
-        """``shared``: (Minari dataset, arrays, buffer) already loaded by a packed job; ``compile``: None for
-        the config's choice (a packed job compiles its packed update instead)."""
+                 compile: bool | None = None, envs: tuple | None = None):
+        """``shared``: (Minari dataset, arrays, offline buffer rows) already loaded by a packed job; ``compile``:
+        None for the config's choice (a packed job compiles its packed update instead); ``envs``: (evaluation
+        pool, online pool or None, this run's index in it) of a packed job (default: the run's own)."""
         self.cfg = cfg
         self.out = Path(cfg.out_dir)
         self.folder = RunFolder(self.out)
@@ -86,7 +88,7 @@ class Run:
         # packed in one process (seeds=[...]) draw exactly what each would draw alone.
         self.rng = torch.Generator(device=self.device).manual_seed(cfg.seed)
 
-        self.minari_dataset, dataset, buffer = shared if shared is not None else (*load_data(cfg), None)
+        self.minari_dataset, dataset, offline = shared if shared is not None else (*load_data(cfg), None)
         self.obs_dim = dataset["observations"].shape[1]
         self.action_dim = dataset["actions"].shape[1]
         padded = cfg.buffer_size if self.official else None
@@ -94,14 +96,13 @@ class Run:
         self.compiled = compile_choice(cfg, device) if compile is None else compile
         self.agent = MeanFlowQL(cfg.agent, self.obs_dim, self.action_dim, mean, std, cfg.offline_steps, self.device,
                                 compile=self.compiled and shared is None)
-        self.buffer = buffer if buffer is not None else ReplayBuffer(dataset, cfg.buffer_size, cfg.online_steps,
-                                                                     self.device)
-        env_args = (cfg.task, cfg.suite, self.minari_dataset, cfg.env_max_steps)
-        self.eval_envs = [make_env(*env_args) for _ in range(min(cfg.eval_envs, cfg.eval_episodes))]
-        self.env = make_env(*env_args) if cfg.online_steps > 0 else None
+        self.buffer = ReplayBuffer(dataset, cfg.buffer_size, cfg.online_steps, self.device, offline)
+        self.owns_envs = envs is None
+        self.eval_envs, self.online_envs, self.online_index = envs if envs is not None else make_pools(
+            [cfg], self.minari_dataset)
         self.first_step = 0 if self.official else 1  # the official loop also updates (with actor LR 0) at step 0
         self.last_step = cfg.offline_steps + cfg.online_steps
-        self.episode, self.obs = 0, None
+        self.episode, self.obs, self.episode_actions = 0, None, []
         # Fixed keys from the first row on, so train.csv keeps one header through the switch to online.
         self.online_stats = {"online/episodes": 0, "online/episode_return": float("nan")} if cfg.online_steps else {}
         if cfg.online_steps and cfg.suite == "ogbench":
@@ -132,7 +133,8 @@ class Run:
         state = {"step": step, "run_key": self.run_key, "config": OmegaConf.to_container(self.cfg, resolve=True),
                  "agent": self.agent.state_dict(), "rng": rng_state(),
                  "generator": self.rng.get_state(), "buffer": self.buffer.online_state(),
-                 "episode": self.episode, "online_stats": self.online_stats, "csv": self.read_csvs()}
+                 "episode": self.episode, "online_stats": self.online_stats, "csv": self.read_csvs(),
+                 "episode_actions": self.episode_in_progress()}
         if self.resume_path.is_file():  # keep the one before until this one is written (packed jobs)
             os.replace(self.resume_path, self.folder.prev_path)
         save_state(self.resume_path, state)
@@ -149,6 +151,8 @@ class Run:
         self.agent.load_state_dict(state["agent"])
         self.buffer.load_online_state(state["buffer"])
         self.episode, self.online_stats = state["episode"], state["online_stats"]
+        if state.get("episode_actions") is not None:
+            self.replay_episode(state["episode_actions"])
         set_rng_state(state["rng"])
         self.rng.set_state(state["generator"])
         for name in CSV_FILES:
@@ -189,26 +193,57 @@ class Run:
                        f"config differs)")
 
     # ------------------------------------------------------------------------------------------- loop
-    def online_step(self) -> None:
-        """One environment step with the best-of-K action, stored in the same buffer."""
+    def start_episode(self) -> None:
+        self.obs = self.online_envs.reset([(self.online_index, episode_seed(self.cfg.seed, 1, self.episode))])[0]
+        self.episode_return, self.episode_actions = 0.0, []
+
+    def episode_in_progress(self) -> dict | None:
+        """The online episode under way, for a resume state: its actions so far (the environment's state is
+        rebuilt by replaying them from the episode's seeded reset) and its current observation, to check that."""
         if self.obs is None:
-            self.obs, _ = self.env.reset(seed=episode_seed(self.cfg.seed, 1, self.episode))
-            self.episode_return = 0.0
-        obs = flatten_obs(self.obs)
-        obs_t = torch.as_tensor(obs, device=self.device).unsqueeze(0)
-        action = self.agent.act(obs_t, generator=self.rng)[0].cpu().numpy()
-        next_obs, reward, terminated, truncated, info = self.env.step(action)
-        self.episode_return += float(reward)
-        self.buffer.add({"observations": obs, "actions": action,
+            return None
+        return {"actions": torch.as_tensor(np.stack(self.episode_actions)), "observation": torch.as_tensor(self.obs)}
+
+    def replay_episode(self, saved: dict) -> None:
+        """Rebuild the environment mid-episode: reset with the episode's seed and step its saved actions."""
+        self.start_episode()
+        for action in saved["actions"].numpy():
+            self.obs, reward, _, _, _ = self.online_envs.step([(self.online_index, action)])[0]
+            self.episode_return += reward
+            self.episode_actions.append(action)
+        if not np.array_equal(self.obs, saved["observation"].numpy()):
+            log.warning("replaying online episode %d (%d steps) did not reproduce its saved observation (another "
+                        "MuJoCo build or CPU?): the run continues from the replayed state, no longer bit-identical "
+                        "to an uninterrupted run", self.episode, len(saved["actions"]))
+
+    def online_action(self) -> np.ndarray:
+        """The best-of-K action at the current online observation (starting an episode if none is running)."""
+        if self.obs is None:
+            self.start_episode()
+        obs = torch.as_tensor(self.obs, device=self.device).unsqueeze(0)
+        self.action = self.agent.act(obs, generator=self.rng)[0].cpu().numpy()
+        return self.action
+
+    def online_record(self, result: tuple) -> None:
+        """Store the step that ``online_action``'s action led to (``EnvPool.step``'s result) in the buffer."""
+        next_obs, reward, terminated, truncated, success = result
+        self.episode_return += reward
+        self.episode_actions.append(self.action)
+        self.buffer.add({"observations": self.obs, "actions": self.action,
                          "rewards": np.float32(online_reward(self.cfg.task, reward)),
-                         "masks": np.float32(1.0 - float(terminated)), "next_observations": flatten_obs(next_obs)})
+                         "masks": np.float32(1.0 - float(terminated)), "next_observations": next_obs})
         self.obs = next_obs
         if terminated or truncated:
             self.episode += 1
             self.obs = None  # the next reset is seeded by the episode index, so it needs no saved state
             self.online_stats = {"online/episodes": self.episode, "online/episode_return": self.episode_return}
             if self.cfg.suite == "ogbench":
-                self.online_stats["online/success"] = float(info["success"])
+                self.online_stats["online/success"] = float(success)
+
+    def online_step(self) -> None:
+        """One environment step with the best-of-K action, stored in the same buffer."""
+        action = self.online_action()
+        self.online_record(self.online_envs.step([(self.online_index, action)])[0])
 
     def evaluate(self, step: int) -> dict:
         scores = run_episodes(self.agent, self.eval_envs, self.cfg.suite, self.cfg.eval_episodes,
@@ -229,7 +264,6 @@ class Run:
         log.info("task=%s suite=%s seed=%d parity=%s device=%s threads=%d steps=%d+%d actor=%s run_key=%s",
                  cfg.task, cfg.suite, cfg.seed, cfg.parity, self.device, torch.get_num_threads(), cfg.offline_steps,
                  cfg.online_steps, cfg.agent.actor, self.run_key)
-        self.pending_checkpoint = False
         self.tick, self.tick_step = time.perf_counter(), start
 
     def after_update(self, step: int, info: dict) -> dict | None:
@@ -257,15 +291,20 @@ class Run:
             self.tracker.log(result, "eval/")
             log.info("eval seed=%d step=%d %s=%.4f over %d episodes", cfg.seed, step, self.metric,
                      result[self.metric], result["episodes"])
-        self.pending_checkpoint |= step % cfg.checkpoint_interval == 0
-        # Online, only checkpoint between episodes: the environment state is then just its reset seed.
-        if self.pending_checkpoint and step < self.last_step and (step <= cfg.offline_steps or self.obs is None):
+        # Mid-episode too: the resume state holds the episode's actions, which rebuild the environment.
+        if step % cfg.checkpoint_interval == 0 and step < self.last_step:
             self.check(step)
             self.save_resume(step)
-            self.pending_checkpoint = False
         return row
 
+    def close_envs(self) -> None:
+        if self.owns_envs:
+            for pool in (self.eval_envs, self.online_envs):
+                if pool is not None:
+                    pool.close()
+
     def finish(self) -> None:
+        self.close_envs()
         self.check(self.last_step)
         self.save_final()
         self.tracker.close()
@@ -290,6 +329,16 @@ class Run:
                 bar.set_postfix({"critic": f"{row['critic/loss']:.3g}", "mfi": f"{row['flow/mfi_loss']:.3g}",
                                  "q": f"{row['actor/q']:.3g}", "ups": f"{row['updates_per_s']:.0f}"})
         self.finish()
+
+
+def make_pools(cfgs: list, minari_dataset) -> tuple:
+    """(evaluation pool, online pool or None, 0) for the runs of ``cfgs`` (one run, or a packed job's seeds:
+    they evaluate one after another, so they share the evaluation environments; each has its own online one)."""
+    cfg = cfgs[0]
+    spec = EnvSpec(cfg.task, cfg.suite, str(cfg.data_dir), cfg.env_max_steps)
+    eval_pool = EnvPool(spec, min(cfg.eval_envs, cfg.eval_episodes), cfg.env_workers, minari_dataset)
+    online = EnvPool(spec, len(cfgs), cfg.env_workers, minari_dataset) if cfg.online_steps > 0 else None
+    return eval_pool, online, 0
 
 
 def compile_choice(cfg, device: torch.device) -> bool:
@@ -329,13 +378,20 @@ def run_packed(runs: list[Run], statuses: list[str], compile: bool) -> None:
     bar = Progress(range(start, last + 1), total=last + 1 - first, initial=start - first, desc="train", logger=log)
     batch_size = runs[0].cfg.agent.batch_size
     generators = [run.rng for run in runs]
+    buffers, online_envs = [run.buffer for run in runs], runs[0].online_envs
     for step in bar:
-        info = packed.update(runs[0].buffer.sample_packed(batch_size, generators), step,
-                             packed.draws(batch_size, generators))
+        if step > runs[0].cfg.offline_steps:  # each seed its own environment, episode and online rows
+            actions = [(run.online_index, run.online_action()) for run in runs]
+            for run, result in zip(runs, online_envs.step(actions)):  # stepped at once (env_workers)
+                run.online_record(result)
+        info = packed.update(sample_packed(buffers, batch_size, generators), step, packed.draws(batch_size, generators))
         for seed, run in enumerate(runs):
             run.after_update(step, {key: value[seed] for key, value in info.items()})
     for run in runs:
         run.finish()
+    for pool in (runs[0].eval_envs, online_envs):
+        if pool is not None:
+            pool.close()
 
 
 def main(argv: list[str]) -> None:
@@ -372,9 +428,10 @@ def main(argv: list[str]) -> None:
             runs.append(Run(cfg, claimed[0][1], data_sha256, device))
         else:
             minari_dataset, dataset = load_data(cfg)
-            shared = (minari_dataset, dataset, ReplayBuffer(dataset, cfg.buffer_size, 0, device))
-            runs = [Run(run_cfg, key, data_sha256, device, shared, compile_choice(cfg, device))
-                    for run_cfg, key, _, _ in claimed]
+            shared = (minari_dataset, dataset, offline_storage(dataset, device))
+            eval_pool, online_pool, _ = make_pools([c for c, _, _, _ in claimed], minari_dataset)
+            runs = [Run(run_cfg, key, data_sha256, device, shared, compile_choice(cfg, device),
+                        (eval_pool, online_pool, index)) for index, (run_cfg, key, _, _) in enumerate(claimed)]
     except BaseException:
         for _, _, folder, _ in claimed:
             folder.abandon()

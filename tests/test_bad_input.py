@@ -107,6 +107,9 @@ CASES = [
     ("mfql.fetch", ["dataset=../../etc/passwd", "data_dir={new}"], "is not an OGBench dataset name"),
     ("mfql.fetch", ["dataset=D4RL/foo/bar-v0", "data_dir={new}"], "is not a dataset of the paper"),
     ("mfql.bench", ["updates=0"], "updates=0 is not valid (valid: an integer >= 1)"),
+    ("mfql.bench", ["eval_env_workers=[0]"], "eval_env_workers=[0] is not valid"),
+    ("mfql.train", ["out_dir={new}", "env_workers=-2"], "env_workers=-2 is not valid (valid: an integer >= 0)"),
+    ("mfql.evaluate", ["checkpoint={run}/final.pt", "env_workers=x"], "env_workers='x' is not valid"),
 ]
 
 

@@ -6,6 +6,7 @@ import torch
 
 from mfql.packed import PackedUpdate
 from tests.conftest import make_agent, random_batch
+from tests.test_train import read_csv
 from tests.test_update import METRICS
 
 SEEDS = (3, 7)
@@ -91,20 +92,29 @@ def assert_same_weights(a, b, exact):
                 torch.testing.assert_close(a[key][name], b[key][name], rtol=1e-5, atol=1e-5)
 
 
+ONLINE = "online_steps=30"  # offline-to-online: each seed its own environment, episodes and online rows
+
+
 def test_packed_run_gives_each_seed_the_files_of_its_single_run(tmp_path, ogbench_dir):
-    """eval.csv identical; final.pt within 1e-5 (vmap batches the seeds' matmuls: float32 round-off only);
-    the same run key, so the single-seed command in a packed seed's folder has nothing left to do."""
+    """Offline then online steps, environments in worker processes or not. eval.csv identical; final.pt
+    within 1e-5 (vmap batches the seeds' matmuls: float32 round-off only); the same run key, so the
+    single-seed command in a packed seed's folder has nothing left to do."""
     data = ogbench_dir.parent
-    train(tmp_path / "packed", data, "seeds=[0,1]")
+    # the packed job steps its environments in 2 worker processes, the single runs in their own process
+    train(tmp_path / "packed", data, "seeds=[0,1]", ONLINE, "env_workers=2")
     for seed in (0, 1):
         single = tmp_path / f"single{seed}"
-        train(single, data, f"seed={seed}")
+        train(single, data, f"seed={seed}", ONLINE)
         packed = tmp_path / "packed" / f"seed{seed}"
         assert (packed / "eval.csv").read_text() == (single / "eval.csv").read_text()
         a, b = read_final(packed / "final.pt"), read_final(single / "final.pt")
         assert_same_weights(a, b, exact=False)
         assert a["meta"]["run_key"] == b["meta"]["run_key"] and a["config"]["seed"] == seed
-        rerun = train(packed, data, f"seed={seed}")
+        online = [{k: v for k, v in row.items() if k.startswith("online/")} for row in read_csv(packed / "train.csv")]
+        assert online == [{k: v for k, v in row.items() if k.startswith("online/")}
+                          for row in read_csv(single / "train.csv")]
+        assert float(online[-1]["online/episodes"]) == 2  # 30 online steps, episodes of 12
+        rerun = train(packed, data, f"seed={seed}", ONLINE)
         assert "nothing to do" in rerun.stderr
     first = read_final(tmp_path / "packed" / "seed0" / "final.pt")["actor"]
     second = read_final(tmp_path / "packed" / "seed1" / "final.pt")["actor"]
@@ -113,14 +123,15 @@ def test_packed_run_gives_each_seed_the_files_of_its_single_run(tmp_path, ogbenc
 
 def test_packed_run_resumes_after_sigkill_like_an_uninterrupted_one(tmp_path, ogbench_dir):
     """Killed at seeded random moments and while a seed's resume state is being written (then one seed's
-    state is newer than the other's), each time rerun: the finished seeds equal an uninterrupted packed run."""
+    state is newer than the other's), each time rerun: the finished seeds equal an uninterrupted packed run.
+    With online steps: states written mid-episode rebuild each seed's environment by replaying its actions."""
     import sys
 
     from tests.conftest import TASK
     from tests.test_train import kill_repeatedly
 
     data = ogbench_dir.parent
-    args = ["seeds=[0,1]", "checkpoint_interval=3", "offline_steps=60"]
+    args = ["seeds=[0,1]", "checkpoint_interval=5", "offline_steps=40", ONLINE]
     train(tmp_path / "ref", data, *args)
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "mfql.train", f"task={TASK}", f"out_dir={out}", f"data_dir={data}", *PACKED_ARGS,

@@ -39,7 +39,8 @@ def test_paper_suite_plan_has_every_task_and_seed():
     assert counts["train_offline_seeds_0_1_2_3_4_5_6_7"] == 68 and counts["train_offline_seeds_0_1_2_3"] == 5
     assert "seeds='[0,1,2,3,4,5,6,7]' out_dir=results/offline/door-human-v1 " in snakemake(
         "-n", "-p", "--config", "suite=paper", timeout=300).stdout
-    assert counts["finetune_online"] == 15 * 8
+    # and O2O: one job per task for its 8 seeds, each seed with its own environment and online rows
+    assert counts["finetune_online_seeds_0_1_2_3_4_5_6_7"] == 15 and "finetune_online" not in counts
     assert counts["fetch_ogbench"] == 15 and counts["fetch_minari"] == 18
     planned = set(re.findall(r"results/offline/([^/]+)/seed\d+/final\.pt", proc.stdout))
     assert planned == set(known_tasks()) and len(planned) == 73

@@ -84,14 +84,24 @@ def seeds_per_job(setting):
     return SUITE[setting].get("seeds_per_job", 1)
 
 
-def offline_packs():
+TRAIN_RULES = {"offline": "train_offline", "o2o": "finetune_online"}  # the training rule of each setting
+
+
+def packs(setting):
     """{seeds of one job: the tasks trained in such jobs}: each task's seeds cut into groups of seeds_per_job."""
-    size, packs = seeds_per_job("offline"), {}
-    for task in tasks_of("offline"):
-        seeds = seeds_of("offline", task)
+    size, groups = seeds_per_job(setting), {}
+    for task in tasks_of(setting):
+        seeds = seeds_of(setting, task)
         for first in range(0, len(seeds), size):
-            packs.setdefault(tuple(seeds[first : first + size]), []).append(task)
-    return packs
+            groups.setdefault(tuple(seeds[first : first + size]), []).append(task)
+    return groups
+
+
+def job_runtime(setting, seeds, attempt):
+    """Minutes for a training job: the suite's runtime (O2O twice that: as many online as offline steps),
+    times ceil(seeds / 2) for a packed job (8 packed seeds measured at most ~3x one seed's time: 4x), times
+    the attempt (a retried job also gets more time)."""
+    return SUITE["runtime"] * (2 if setting == "o2o" else 1) * -(-seeds // 2) * attempt
 
 
 def packed_mem_mb(seeds):

@@ -6,101 +6,77 @@
 # back from there, so a deleted eval.csv is restored, never retrained.
 
 
-if seeds_per_job("offline") == 1:
-
-    rule train_offline:
-        input:
-            dataset=lambda wc: checksum_file(wc.task),
-            task_config=ROOT / "config/mfql/tasks/{task}.yaml",
-        output:
-            "results/offline/{task}/seed{seed}/final.pt",
-        log:
-            "logs/train_offline/{task}/seed{seed}.log",
-        conda:
-            "../envs/mfql.yaml"
-        benchmark:
-            "benchmarks/train_offline/{task}/seed{seed}.tsv"
-        threads: SUITE["threads"]
-        resources:
-            gpu=SUITE["gpu"],
-            mem_mb=SUITE["mem_mb"],
-            runtime=lambda wc, attempt: SUITE["runtime"] * attempt,  # a retried job also gets more time
-            cpus_per_task=SUITE["threads"],
-        params:
-            out_dir=lambda wc: run_dir("offline", wc.task, wc.seed),
-            data_dir=DATA,
-            args=train_args("offline"),
-        shell:
-            "python -m mfql.train task={wildcards.task} seed={wildcards.seed} out_dir={params.out_dir:q} "
-            "data_dir={params.data_dir:q} threads={threads} {params.args:q} > {log:q} 2>&1"
-
-else:
-    # Seeds packed per job (`seeds_per_job`): one process trains up to that many seeds of a task on one
-    # GPU (python -m mfql.train seeds=[...]), each into its own results/offline/{task}/seed<n>/. Outputs are
-    # update()-flagged: a job rerun for one missing seed keeps the others' final.pt, and mfql.train skips
-    # finished seeds, so only the missing one trains.
-    for pack, pack_tasks in offline_packs().items():
+# Offline (train_offline) and offline-to-online (finetune_online: its own offline phase with the task's O2O
+# hyperparameters, then one environment step and one update per step in the same job, as FQL and MFQL
+# Table 2). With seeds_per_job > 1 one process trains that many seeds of a task on one GPU
+# (python -m mfql.train seeds=[...], rules <name>_seeds_<seeds>), each into its own
+# results/{setting}/{task}/seed<n>/. Packed outputs are update()-flagged: a job rerun for one missing seed
+# keeps the others' final.pt, and mfql.train skips finished seeds, so only the missing one trains.
+for setting, name in TRAIN_RULES.items():
+    if seeds_per_job(setting) == 1:
 
         rule:
             name:
-                f"train_offline_seeds_{'_'.join(map(str, pack))}"
+                name
             input:
                 dataset=lambda wc: checksum_file(wc.task),
                 task_config=ROOT / "config/mfql/tasks/{task}.yaml",
             output:
-                [update(f"results/offline/{{task}}/seed{seed}/final.pt") for seed in pack],
-            wildcard_constraints:
-                task="|".join(re.escape(t) for t in pack_tasks),
+                f"results/{setting}/{{task}}/seed{{seed}}/final.pt",
             log:
-                f"logs/train_offline/{{task}}/seeds{'-'.join(map(str, pack))}.log",
+                f"logs/{name}/{{task}}/seed{{seed}}.log",
             conda:
                 "../envs/mfql.yaml"
             benchmark:
-                f"benchmarks/train_offline/{{task}}/seeds{'-'.join(map(str, pack))}.tsv"
+                f"benchmarks/{name}/{{task}}/seed{{seed}}.tsv"
             threads: SUITE["threads"]
             resources:
                 gpu=SUITE["gpu"],
-                mem_mb=packed_mem_mb(len(pack)),
-                # 8 packed seeds cost at most ~3x one seed's time (packing's measured aggregate gain): 4x.
-                runtime=lambda wc, attempt, n=len(pack): SUITE["runtime"] * -(-n // 2) * attempt,
+                mem_mb=SUITE["mem_mb"],
+                runtime=lambda wc, attempt, setting=setting: job_runtime(setting, 1, attempt),
                 cpus_per_task=SUITE["threads"],
             params:
-                out_dir=lambda wc: f"results/offline/{wc.task}",
+                out_dir=lambda wc, setting=setting: run_dir(setting, wc.task, wc.seed),
                 data_dir=DATA,
-                seeds=hydra_value(list(pack)),
-                args=train_args("offline"),
+                args=train_args(setting),
             shell:
-                "python -m mfql.train task={wildcards.task} seeds={params.seeds:q} out_dir={params.out_dir:q} "
+                "python -m mfql.train task={wildcards.task} seed={wildcards.seed} out_dir={params.out_dir:q} "
                 "data_dir={params.data_dir:q} threads={threads} {params.args:q} > {log:q} 2>&1"
 
+    else:
+        for pack, pack_tasks in packs(setting).items():
+            seeds_name = "-".join(map(str, pack))
 
-rule finetune_online:
-    # Offline-to-online as FQL and MFQL Table 2: its own offline phase with the task's O2O
-    # hyperparameters, then one environment step and one update per step in the same job.
-    input:
-        dataset=lambda wc: checksum_file(wc.task),
-        task_config=ROOT / "config/mfql/tasks/{task}.yaml",
-    output:
-        "results/o2o/{task}/seed{seed}/final.pt",
-    log:
-        "logs/finetune_online/{task}/seed{seed}.log",
-    conda:
-        "../envs/mfql.yaml"
-    benchmark:
-        "benchmarks/finetune_online/{task}/seed{seed}.tsv"
-    threads: SUITE["threads"]
-    resources:
-        gpu=SUITE["gpu"],
-        mem_mb=SUITE["mem_mb"],
-        runtime=lambda wc, attempt: 2 * SUITE["runtime"] * attempt,
-        cpus_per_task=SUITE["threads"],
-    params:
-        out_dir=lambda wc: run_dir("o2o", wc.task, wc.seed),
-        data_dir=DATA,
-        args=train_args("o2o"),
-    shell:
-        "python -m mfql.train task={wildcards.task} seed={wildcards.seed} out_dir={params.out_dir:q} "
-        "data_dir={params.data_dir:q} threads={threads} {params.args:q} > {log:q} 2>&1"
+            rule:
+                name:
+                    f"{name}_seeds_{'_'.join(map(str, pack))}"
+                input:
+                    dataset=lambda wc: checksum_file(wc.task),
+                    task_config=ROOT / "config/mfql/tasks/{task}.yaml",
+                output:
+                    [update(f"results/{setting}/{{task}}/seed{seed}/final.pt") for seed in pack],
+                wildcard_constraints:
+                    task="|".join(re.escape(t) for t in pack_tasks),
+                log:
+                    f"logs/{name}/{{task}}/seeds{seeds_name}.log",
+                conda:
+                    "../envs/mfql.yaml"
+                benchmark:
+                    f"benchmarks/{name}/{{task}}/seeds{seeds_name}.tsv"
+                threads: SUITE["threads"]
+                resources:
+                    gpu=SUITE["gpu"],
+                    mem_mb=packed_mem_mb(len(pack)),
+                    runtime=lambda wc, attempt, setting=setting, n=len(pack): job_runtime(setting, n, attempt),
+                    cpus_per_task=SUITE["threads"],
+                params:
+                    out_dir=lambda wc, setting=setting: f"results/{setting}/{wc.task}",
+                    data_dir=DATA,
+                    seeds=hydra_value(list(pack)),
+                    args=train_args(setting),
+                shell:
+                    "python -m mfql.train task={wildcards.task} seeds={params.seeds:q} out_dir={params.out_dir:q} "
+                    "data_dir={params.data_dir:q} threads={threads} {params.args:q} > {log:q} 2>&1"
 
 
 rule run_files:

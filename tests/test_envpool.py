@@ -1,0 +1,42 @@
+"""Environments stepped in worker processes give what stepping them here gives."""
+
+import os
+
+import numpy as np
+
+from mfql.envpool import EnvPool, EnvSpec
+from tests.conftest import TASK
+
+
+def play(pool, seeds, steps):
+    rng = np.random.default_rng(0)
+    observations = pool.reset(list(enumerate(seeds)))
+    trace = [np.stack(observations)]
+    for _ in range(steps):
+        actions = rng.uniform(-1, 1, (len(seeds), 5)).astype(np.float32)
+        results = pool.step(list(enumerate(actions)))
+        trace.append(np.stack([r[0] for r in results]))
+        assert all(isinstance(r[1], float) and r[4] in (0.0, 1.0, False, True) for r in results)
+    return np.stack(trace)
+
+
+def test_worker_processes_step_the_same_episodes_as_this_process():
+    spec = EnvSpec(TASK, "ogbench", "unused", max_steps=30)
+    seeds = [11, 12, 13]
+    here = EnvPool(spec, 3, workers=0)
+    workers = EnvPool(spec, 3, workers=2)  # environments 0 and 2 in worker 0, 1 in worker 1
+    try:
+        pids = [proc.pid for proc in workers.procs]
+        assert len(pids) == 2 and os.getpid() not in pids and all(proc.is_alive() for proc in workers.procs)
+        a, b = play(here, seeds, 20), play(workers, seeds, 20)
+        assert a.shape == (21, 3, 28) and a.dtype == np.float32
+        assert np.array_equal(a, b)  # float32 observations identical, in order
+        assert not np.array_equal(a[:, 0], a[:, 1])  # seeds differ
+        # a subset of the environments, out of order: results come back in the order asked
+        part = workers.step([(2, np.zeros(5, np.float32)), (0, np.zeros(5, np.float32))])
+        here_part = here.step([(2, np.zeros(5, np.float32)), (0, np.zeros(5, np.float32))])
+        assert all(np.array_equal(p[0], q[0]) for p, q in zip(part, here_part))
+    finally:
+        workers.close()
+        here.close()
+    assert all(not proc.is_alive() for proc in workers.procs)
