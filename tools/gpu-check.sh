@@ -24,7 +24,7 @@ data="$OUT/data/ogbench"
 timeout 40 python -m mfql.datagen dataset=cube-single-play-v0 episodes=2 episode_steps=200 out_dir="$data" seed=0 \
     > "$OUT/datagen.txt" 2>&1 &&
 timeout 100 python -m mfql.train task=cube-single-play-singletask-task1-v0 seeds='[0,1,2,3]' \
-    out_dir="$OUT/run" data_dir="$(dirname "$data")" device=cuda offline_steps=3000 eval_interval=1500 \
-    eval_episodes=10 log_interval=500 > "$OUT/train.txt" 2>&1
+    out_dir="$OUT/run" data_dir="$(dirname "$data")" device=cuda offline_steps=2500 online_steps=500 \
+    eval_interval=1500 eval_episodes=10 env_workers=4 log_interval=500 > "$OUT/train.txt" 2>&1
 log "train (exit $?): $(tail -1 "$OUT/train.txt")"
 log "seed0 train.csv header and last row: $(head -1 "$OUT/run/seed0/train.csv" 2>/dev/null) / $(tail -1 "$OUT/run/seed0/train.csv" 2>/dev/null)"

@@ -81,7 +81,7 @@ def seeds_of(setting, task):
 
 
 def seeds_per_job(setting):
-    return SUITE[setting].get("seeds_per_job", 1)
+    return SUITE.get(setting, {}).get("seeds_per_job", 1)
 
 
 TRAIN_RULES = {"offline": "train_offline", "o2o": "finetune_online"}  # the training rule of each setting
