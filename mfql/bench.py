@@ -22,7 +22,7 @@ from torch.profiler import ProfilerActivity, profile
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from mfql.agent import MeanFlowQL
+from mfql.agents.mfql import MeanFlowQL
 from mfql.config import CONFIG_DIR, ConfigError, compose, known_tasks, load_task, require_int, run_cli
 from mfql.devices import device_name, resolve_device, set_threads
 from mfql.networks import count_params

@@ -22,6 +22,9 @@ TASK_DIR = CONFIG_DIR / "tasks"
 TASK_RE = re.compile(r"^[a-z0-9][a-z0-9x-]*-v[0-9]$")
 # Keys that only say where files go or how the job runs; they never change the method (compile and eval_envs:
 # the same arithmetic in another order, equal within float round-off).
+# Agent keys only FQL reads: a MeanFlow-QL run's key leaves them (and method=mfql) out, so that it is the key
+# the same run had before FQL existed.
+FQL_ONLY_KEYS = ("flow_steps", "fql_actor_hidden_dims", "fql_actor_layer_norm", "fql_lr")
 PLACEMENT_KEYS = ("out_dir", "data_dir", "device", "threads", "tracker", "overwrite", "compile", "eval_envs",
                   "env_workers", "seeds")
 
@@ -189,9 +192,10 @@ def train_config(argv: list[str]) -> DictConfig:
         raise ConfigError(f"task={cfg.task!r} is pixel-based and needs an image encoder, which mfql does not have "
                           "yet (valid: the 68 state-based tasks of config/mfql/tasks/)")
     online = int(cfg.online_steps) > 0
-    layers = [cfg, {"agent": task.get("agent", {})}]
+    section = "fql" if cfg.method == "fql" else "agent"  # the method's own per-task values
+    layers = [cfg, {"agent": task.get(section, {})}]
     if online:
-        layers.append({"agent": task.get("o2o", {}).get("agent", {})})
+        layers.append({"agent": task.get("o2o", {}).get(section, {})})
     # Re-apply the user's own agent.* overrides so that they win over the task file.
     layers.append(OmegaConf.from_dotlist([a for a in argv if a.startswith("agent.")]))
     merged = OmegaConf.merge(*layers)
@@ -206,7 +210,8 @@ def train_config(argv: list[str]) -> DictConfig:
 
 
 def validate_train(cfg: DictConfig) -> None:
-    choices = {"parity": ("official", "corrected"), "tracker": ("none", "tensorboard", "wandb"),
+    choices = {"method": ("mfql", "fql"), "parity": ("official", "corrected"),
+               "tracker": ("none", "tensorboard", "wandb"),
                "agent.actor": ("dit", "mlp"), "agent.q_agg": ("mean", "min", "max"), "compile": (None, True, False),
                "matmul_precision": ("highest", "high")}
     for key, valid in choices.items():

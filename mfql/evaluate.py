@@ -58,7 +58,7 @@ def run_episodes(agent, envs: EnvPool | list, suite: str, episodes: int, seed: i
 
 def play_lockstep(agent, pool: EnvPool, ids: list[int], suite: str, seed: int, minari_dataset) -> list[float]:
     """Episodes ``ids`` in the pool's first ``len(ids)`` environments."""
-    num = agent.cfg.num_candidates
+    num = agent.candidates
     generators = [torch.Generator(device=agent.device).manual_seed(episode_seed(seed, e, 1)) for e in ids]
     observations = pool.reset([(i, episode_seed(seed, e)) for i, e in enumerate(ids)])
     returns, scores = [0.0] * len(ids), [0.0] * len(ids)
@@ -94,14 +94,14 @@ def recorded_sha256(path: Path) -> str | None:
 
 
 def agent_from_checkpoint(path: str | Path, device: str = "cpu"):
-    from mfql.agent import MeanFlowQL
+    from mfql.agents import make_agent
     from mfql.checkpoint import load_final
 
     path = Path(path)
     state = load_final(path, recorded_sha256(path))
     cfg = OmegaConf.create(state["config"])
-    agent = MeanFlowQL(cfg.agent, state["obs_dim"], state["action_dim"], state["obs_norm"]["mean"],
-                       state["obs_norm"]["std"], int(cfg.offline_steps), device)
+    agent = make_agent(cfg.get("method", "mfql"), cfg.agent, state["obs_dim"], state["action_dim"],
+                       state["obs_norm"]["mean"], state["obs_norm"]["std"], int(cfg.offline_steps), device)
     agent.load_state_dict(state)
     return agent, cfg, state.get("meta", {})
 

@@ -13,22 +13,23 @@ from functools import partial
 import torch
 from torch.utils._pytree import tree_leaves, tree_map
 
-from mfql.agent import MeanFlowQL, compile_update
+from mfql.agents.base import Agent, compile_update
 
 
-def bind(agent: MeanFlowQL, state: dict) -> None:
+def bind(agent: Agent, state: dict) -> None:
     """Point the agent's update tensors at ``state``'s (views of the packed storage)."""
     for module, key in ((agent.actor, "actor"), (agent.critic, "critic"), (agent.target_critic, "target")):
         for name, param in module.named_parameters():
             param.data = state[key][name]
     for opt, key in ((agent.actor_opt, "actor_opt"), (agent.critic_opt, "critic_opt")):
         opt.state.update(state[key])
-    agent.alpha_ctl.alpha, agent.alpha_ctl.history, agent.alpha_ctl.valid = state["alpha"].values()
+    if "alpha" in state:  # MeanFlow-QL's controller
+        agent.alpha_ctl.alpha, agent.alpha_ctl.history, agent.alpha_ctl.valid = state["alpha"].values()
     agent.update_count = state["update_count"]
 
 
 class PackedUpdate:
-    def __init__(self, agents: list[MeanFlowQL], compile: bool = False):
+    def __init__(self, agents: list[Agent], compile: bool = False):
         self.agents = agents
         self.program = agents[0]  # same config and shapes for all: its code and constants run every seed
         self.program.grad_transform = True  # vmap composes with torch.func.grad, not with autograd.grad

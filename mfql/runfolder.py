@@ -20,7 +20,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from mfql.checkpoint import CheckpointError, file_sha256, load_final, load_state, write_json, write_text
-from mfql.config import PLACEMENT_KEYS, ConfigError, RunError
+from mfql.config import FQL_ONLY_KEYS, PLACEMENT_KEYS, ConfigError, RunError
 
 log = logging.getLogger("mfql.runfolder")
 CSV_FILES = ("train.csv", "eval.csv")
@@ -31,6 +31,10 @@ def run_key(cfg: DictConfig, data_sha256: str) -> str:
     plain = OmegaConf.to_container(cfg, resolve=True)
     for key in PLACEMENT_KEYS:
         plain.pop(key, None)
+    if plain.get("method", "mfql") == "mfql":
+        plain.pop("method", None)
+        for key in FQL_ONLY_KEYS:
+            plain["agent"].pop(key, None)
     text = json.dumps({"config": plain, "data_sha256": data_sha256}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -17,7 +17,7 @@ import torch
 from omegaconf import OmegaConf
 from scipy.optimize import linear_sum_assignment
 
-from mfql.agent import MeanFlowQL
+from mfql.agents.mfql import MeanFlowQL
 from mfql.checkpoint import atomic_write, seed_everything, write_json
 from mfql.config import ConfigError, check_out_dir, compose, require_int, require_positive, run_cli
 from mfql.devices import set_threads

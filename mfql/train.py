@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from mfql.agent import MeanFlowQL
+from mfql.agents import make_agent
 from mfql.buffer import ReplayBuffer, offline_storage, sample_packed
 from mfql.checkpoint import (
     file_sha256,
@@ -94,13 +94,14 @@ class Run:
         padded = cfg.buffer_size if self.official else None
         mean, std = observation_stats(dataset["observations"], padded)
         self.compiled = compile_choice(cfg, device) if compile is None else compile
-        self.agent = MeanFlowQL(cfg.agent, self.obs_dim, self.action_dim, mean, std, cfg.offline_steps, self.device,
-                                compile=self.compiled and shared is None)
+        self.agent = make_agent(cfg.method, cfg.agent, self.obs_dim, self.action_dim, mean, std, cfg.offline_steps,
+                                self.device, compile=self.compiled and shared is None)
         self.buffer = ReplayBuffer(dataset, cfg.buffer_size, cfg.online_steps, self.device, offline)
         self.owns_envs = envs is None
         self.eval_envs, self.online_envs, self.online_index = envs if envs is not None else make_pools(
             [cfg], self.minari_dataset)
-        self.first_step = 0 if self.official else 1  # the official loop also updates (with actor LR 0) at step 0
+        # The official MeanFlow-QL loop also updates (with actor LR 0) at step 0; FQL's loop starts at 1.
+        self.first_step = 0 if self.official and cfg.method == "mfql" else 1
         self.last_step = cfg.offline_steps + cfg.online_steps
         self.episode, self.obs, self.episode_actions = 0, None, []
         # Fixed keys from the first row on, so train.csv keeps one header through the switch to online.
@@ -115,7 +116,8 @@ class Run:
     def meta(self) -> dict:
         files = dataset_files(self.cfg.task, self.cfg.suite, self.cfg.data_dir)
         return {
-            "task": self.cfg.task, "suite": self.cfg.suite, "seed": self.cfg.seed, "parity": self.cfg.parity,
+            "method": self.cfg.method, "task": self.cfg.task, "suite": self.cfg.suite, "seed": self.cfg.seed,
+            "parity": self.cfg.parity,
             "run_key": self.run_key, "git_commit": git_commit(), "versions": versions(),
             "device": str(self.device), "device_name": device_name(self.device),
             "threads": torch.get_num_threads(), "compiled": self.compiled,
@@ -261,9 +263,9 @@ class Run:
         write_text(self.out / "config.yaml", self.config_yaml)
         write_json(self.out / "meta.json", self.meta())
         self.tracker = Tracker(cfg.tracker, self.out, OmegaConf.to_container(cfg, resolve=True))
-        log.info("task=%s suite=%s seed=%d parity=%s device=%s threads=%d steps=%d+%d actor=%s run_key=%s",
-                 cfg.task, cfg.suite, cfg.seed, cfg.parity, self.device, torch.get_num_threads(), cfg.offline_steps,
-                 cfg.online_steps, cfg.agent.actor, self.run_key)
+        log.info("method=%s task=%s suite=%s seed=%d parity=%s device=%s threads=%d steps=%d+%d actor=%s run_key=%s",
+                 cfg.method, cfg.task, cfg.suite, cfg.seed, cfg.parity, self.device, torch.get_num_threads(),
+                 cfg.offline_steps, cfg.online_steps, cfg.agent.actor if cfg.method == "mfql" else "fql", self.run_key)
         self.tick, self.tick_step = time.perf_counter(), start
 
     def after_update(self, step: int, info: dict) -> dict | None:
@@ -281,9 +283,8 @@ class Run:
             self.tick, self.tick_step = now, step + 1
             self.train_log.write(row)
             self.tracker.log(row, "train/")
-            log.debug("seed=%d step=%d critic/loss=%.4g flow/mfi_loss=%.4g actor/q=%.4g alpha=%.4g ups=%.1f",
-                      cfg.seed, step, row["critic/loss"], row["flow/mfi_loss"], row["actor/q"], row["alpha"],
-                      row["updates_per_s"])
+            log.debug("seed=%d step=%d %s ups=%.1f", cfg.seed, step,
+                      " ".join(f"{k}={row[k]:.4g}" for k in self.agent.PROGRESS), row["updates_per_s"])
         if self.eval_envs and (step % cfg.eval_interval == 0 or step == self.last_step):
             self.check(step)
             result = self.evaluate(step)
@@ -326,8 +327,8 @@ class Run:
             info = self.agent.update(self.buffer.sample(batch_size, self.rng), step, generator=self.rng)
             row = self.after_update(step, info)
             if row is not None:
-                bar.set_postfix({"critic": f"{row['critic/loss']:.3g}", "mfi": f"{row['flow/mfi_loss']:.3g}",
-                                 "q": f"{row['actor/q']:.3g}", "ups": f"{row['updates_per_s']:.0f}"})
+                bar.set_postfix({**{short_name(k): f"{row[k]:.3g}" for k in self.agent.PROGRESS},
+                                 "ups": f"{row['updates_per_s']:.0f}"})
         self.finish()
 
 
@@ -339,6 +340,12 @@ def make_pools(cfgs: list, minari_dataset) -> tuple:
     eval_pool = EnvPool(spec, min(cfg.eval_envs, cfg.eval_episodes), cfg.env_workers, minari_dataset)
     online = EnvPool(spec, len(cfgs), cfg.env_workers, minari_dataset) if cfg.online_steps > 0 else None
     return eval_pool, online, 0
+
+
+def short_name(metric: str) -> str:
+    """critic/loss -> critic, flow/mfi_loss -> mfi, actor/q -> q: the progress bar's labels."""
+    group, name = metric.split("/", 1)
+    return group if name == "loss" else name.removesuffix("_loss")
 
 
 def compile_choice(cfg, device: torch.device) -> bool:

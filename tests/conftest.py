@@ -11,7 +11,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from mfql.agent import MeanFlowQL
+from mfql.agents import make_agent as make_method_agent
 from mfql.config import compose
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,11 +24,12 @@ def agent_cfg(*overrides: str, model: str = "small"):
 
 
 def make_agent(obs_dim=6, action_dim=3, *overrides: str, model: str = "small", steps: int = 1000,
-               device: str = "cpu", compile: bool = False, **kw):
+               device: str = "cpu", compile: bool = False, method: str = "mfql", **kw):
     cfg = agent_cfg(*overrides, model=model)
     if kw:
         cfg = OmegaConf.merge(cfg, kw)
-    return MeanFlowQL(cfg, obs_dim, action_dim, np.zeros(obs_dim), np.ones(obs_dim), steps, device, compile)
+    return make_method_agent(method, cfg, obs_dim, action_dim, np.zeros(obs_dim), np.ones(obs_dim), steps, device,
+                             compile)
 
 
 def random_batch(n=32, obs_dim=6, action_dim=3, seed=0):

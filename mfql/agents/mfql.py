@@ -8,74 +8,43 @@ a value back to the host and, with ``compile=True``, runs as one compiled graph.
 
 from __future__ import annotations
 
-import copy
-
 import torch
-from torch.func import functional_call, grad_and_value
+from torch.func import functional_call
 from torch.nn import functional as F
-from torch.utils._pytree import tree_leaves
 
-from mfql.networks import Critic, make_actor
+from mfql.agents.base import Agent, Batch, Params
+from mfql.networks import make_actor
 from mfql.optim import Adam, adam_step, clip_by_global_norm
 from mfql.schedules import AlphaController, actor_lr
 
-Batch = dict[str, torch.Tensor]
-Params = dict[str, dict[str, torch.Tensor]]
 
+class MeanFlowQL(Agent):
+    PROGRESS = ("critic/loss", "flow/mfi_loss", "actor/q")
 
-def compile_update(update, device: torch.device, written: list[torch.Tensor]):
-    """``update`` compiled as one graph; on CUDA replayed as a CUDA graph ("reduce-overhead"), for which every
-    tensor it writes in place (``written``) is marked static: a fixed address between replays."""
-    if device.type != "cuda":
-        return torch.compile(update, fullgraph=True, dynamic=False)
-    for tensor in written:
-        torch._dynamo.mark_static_address(tensor)
-    return torch.compile(update, fullgraph=True, dynamic=False, mode="reduce-overhead")
+    @property
+    def candidates(self) -> int:
+        return self.cfg.num_candidates
 
+    def make_actor(self, obs_dim: int, action_dim: int) -> torch.nn.Module:
+        return make_actor(self.cfg.actor, obs_dim, action_dim, self.cfg)
 
-class MeanFlowQL:
-    def __init__(self, cfg, obs_dim: int, action_dim: int, obs_mean, obs_std, pretrain_steps: int,
-                 device: str | torch.device = "cpu", compile: bool = False):
-        self.cfg = cfg
+    def setup(self) -> None:
+        cfg = self.cfg
         self.official = cfg.parity == "official"
-        self.device = torch.device(device)
-        self.action_dim = action_dim
-        self.actor = make_actor(cfg.actor, obs_dim, action_dim, cfg).to(self.device)
-        self.critic = Critic(obs_dim, action_dim, tuple(cfg.critic_hidden_dims), cfg.num_q_heads).to(self.device)
-        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        self.obs_mean = torch.as_tensor(obs_mean, dtype=torch.float32).to(self.device)
-        self.obs_std = torch.as_tensor(obs_std, dtype=torch.float32).to(self.device)
-        self.pretrain_steps = pretrain_steps
         # The official code hard-codes the critic LR at 3e-4; the paper's Table 6 says 1e-4.
         self.critic_lr = cfg.critic_lr if cfg.critic_lr is not None else (3e-4 if self.official else 1e-4)
         self.actor_opt = Adam(list(self.actor.parameters()), lr=0.0)
         self.critic_opt = Adam(list(self.critic.parameters()), lr=self.critic_lr)
         self.alpha_ctl = AlphaController(
-            cfg.alpha, pretrain_steps, cfg.alpha_warmup_frac if self.official else cfg.alpha_warmup_frac_corrected,
+            cfg.alpha, self.pretrain_steps,
+            cfg.alpha_warmup_frac if self.official else cfg.alpha_warmup_frac_corrected,
             cfg.alpha_update_interval, cfg.alpha_loss_threshold, cfg.alpha_increase, cfg.alpha_decrease,
             cfg.alpha_window, tuple(cfg.alpha_bounds), cfg.dynamic_alpha, official_window=self.official,
             device=self.device)
         # Target candidates: the official jit falls back to the full K; the code meant K // 2.
         self.target_candidates = cfg.num_candidates if self.official else max(1, cfg.num_candidates // 2)
-        self.update_count = torch.zeros((), dtype=torch.long, device=self.device)
-        self.step = torch.zeros((), dtype=torch.long, device=self.device)  # the loop's step, written by update()
-        self.cuda_graphs = compile and self.device.type == "cuda"
-        # torch.func.grad where the update is compiled or vmapped (packed seeds); plain autograd otherwise.
-        self.grad_transform = compile
-        written = [*tree_leaves(self.state()), self.step]
-        self.apply_update = compile_update(self.update_on_device, self.device, written) if compile \
-            else self.update_on_device
-
-    def params(self) -> Params:
-        return {"actor": dict(self.actor.named_parameters()), "critic": dict(self.critic.named_parameters())}
 
     # ----------------------------------------------------------------------------------------- sampling
-    def normalize(self, obs: torch.Tensor) -> torch.Tensor:
-        return (obs - self.obs_mean) / self.obs_std
-
-    def noise(self, *shape: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        return torch.randn(*shape, self.action_dim, device=self.device, generator=generator) * self.cfg.sigma
-
     def sample_times(self, batch_size: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """t on the grid {1/T, ..., 1} when T <= 1000, else continuous U(0, 1) (spec a.3)."""
         steps = self.cfg.time_steps
@@ -173,52 +142,21 @@ class MeanFlowQL:
         loss = q_loss + self.cfg.bound_loss_weight * bound
         return loss, {"actor/loss": loss, "actor/q": q.mean(), "actor/bound_loss": bound}
 
-    def total_loss(self, params: Params, batch: Batch, draws: dict, alpha_state: dict, target: dict):
-        """critic_loss + actor_loss + alpha * flow_loss, with alpha from the controller at this step's MFI loss."""
+    def total_loss(self, params: Params, batch: Batch, draws: dict, state: dict):
+        """critic_loss + actor_loss + alpha * flow_loss, with alpha from the controller at this step's MFI loss;
+        the controller's next state is the carry."""
         flow, info = self.flow_loss(batch, params, draws)
         # The controller's state comes in as an argument and leaves as a result: a gradient transform may not
         # change a tensor it did not receive.
-        alpha_state = self.alpha_ctl.next_state(self.step, flow, alpha_state)
-        critic, critic_info = self.critic_loss(batch, params, draws, target)
+        alpha_state = self.alpha_ctl.next_state(self.step, flow, state["alpha"])
+        critic, critic_info = self.critic_loss(batch, params, draws, state["target"])
         actor, actor_info = self.actor_loss(batch, params, draws)
         total = critic + actor + alpha_state["alpha"].squeeze(0).to(flow.dtype) * flow
         return total, ({**info, **critic_info, **actor_info, "total_loss": total}, alpha_state)
 
     # ------------------------------------------------------------------------------------------- update
-    def update(self, batch: Batch, step: int, draws: dict[str, torch.Tensor] | None = None,
-               generator: torch.Generator | None = None) -> dict:
-        """One gradient step; ``step`` (the loop's step) drives the alpha events. Returns device tensors (with
-        CUDA graphs, valid until the next update: read or clone them before)."""
-        draws = draws if draws is not None else self.draws(batch["actions"].shape[0], generator)
-        self.step.fill_(step)  # a kernel argument, not a copy: no host synchronisation
-        if self.cuda_graphs:
-            torch.compiler.cudagraph_mark_step_begin()  # the last update's outputs may now be overwritten
-        return self.apply_update(batch, draws)
-
-    def gradients(self, batch: Batch, draws: dict, state: dict | None = None):
-        """Gradients of total_loss for the actor and the critic, the metrics, and the controller's next state."""
-        state = state if state is not None else self.state()
-        params = {"actor": state["actor"], "critic": state["critic"]}
-        if self.grad_transform:
-            grads, (_, (metrics, alpha_state)) = grad_and_value(self.total_loss, has_aux=True)(
-                params, batch, draws, state["alpha"], state["target"])
-            return grads, metrics, alpha_state
-        # Eager, one agent: plain autograd on the same losses, about 25 % faster on CPU than the transform's
-        # per-op wrapping (both paths are tested against each other and against the reference values).
-        with torch.enable_grad():
-            total, (metrics, alpha_state) = self.total_loss(params, batch, draws, state["alpha"], state["target"])
-            leaves = [p for group in params.values() for p in group.values()]
-            flat = torch.autograd.grad(total, leaves, allow_unused=True)
-        flat = iter(torch.zeros_like(p) if g is None else g for p, g in zip(leaves, flat))
-        grads = {name: {key: next(flat) for key in group} for name, group in params.items()}
-        return grads, {k: v.detach() for k, v in metrics.items()}, alpha_state
-
     def state(self) -> dict:
-        """Every tensor the update changes, by name: the update reads and writes these and nothing else."""
-        return {"actor": dict(self.actor.named_parameters()), "critic": dict(self.critic.named_parameters()),
-                "target": dict(self.target_critic.named_parameters()), "actor_opt": self.actor_opt.state,
-                "critic_opt": self.critic_opt.state, "alpha": self.alpha_ctl.state_dict(),
-                "update_count": self.update_count}
+        return {**super().state(), "alpha": self.alpha_ctl.state_dict()}
 
     @torch.no_grad()
     def update_on_device(self, batch: Batch, draws: dict, state: dict | None = None, foreach: bool = True) -> dict:
@@ -247,36 +185,12 @@ class MeanFlowQL:
         state["update_count"].add_(1)
         return {**{k: v.detach() for k, v in metrics.items()}, "actor/lr": lr}
 
-    @torch.no_grad()
-    def soft_update(self, state: dict | None = None, foreach: bool = True) -> None:
-        state = state if state is not None else self.state()
-        target, online = list(state["target"].values()), list(state["critic"].values())
-        if foreach:
-            torch._foreach_lerp_(target, online, self.cfg.tau)
-        else:
-            for t, o in zip(target, online):
-                t.add_((o - t) * self.cfg.tau)  # lerp_, written out for vmap
-
     # ------------------------------------------------------------------------------------------ state
-    def weights(self) -> dict:
-        return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
-                "target_critic": self.target_critic.state_dict(),
-                "obs_norm": {"mean": self.obs_mean, "std": self.obs_std}}
-
     def state_dict(self) -> dict:
-        return {**self.weights(), "actor_opt": self.actor_opt.state_dict(),
-                "critic_opt": self.critic_opt.state_dict(), "alpha": self.alpha_ctl.state_dict(),
-                "update_count": self.update_count}
+        return {**super().state_dict(), "alpha": self.alpha_ctl.state_dict()}
 
     @torch.no_grad()
     def load_state_dict(self, state: dict) -> None:
-        self.actor.load_state_dict(state["actor"])
-        self.critic.load_state_dict(state["critic"])
-        self.target_critic.load_state_dict(state["target_critic"])
-        self.obs_mean = state["obs_norm"]["mean"].to(self.device)
-        self.obs_std = state["obs_norm"]["std"].to(self.device)
-        if "actor_opt" in state:
-            self.actor_opt.load_state_dict(state["actor_opt"])
-            self.critic_opt.load_state_dict(state["critic_opt"])
+        super().load_state_dict(state)
+        if "alpha" in state:
             self.alpha_ctl.load_state_dict(state["alpha"])
-            self.update_count.copy_(torch.as_tensor(state["update_count"]))
