@@ -1,10 +1,11 @@
 """Speed benchmark: ``python -m mfql.bench [updates=...] [device=...] [compile=...]`` prints JSON.
 
-Per model (the paper's, and the small CPU model), on cube-single shapes (obs 28, act 5, batch 256, K = 5):
-eager and compiled updates/s, kernels and host reads per update, compile time, peak device memory,
-GFLOP per update, one-step action latency and parameter counts. Then evaluation episodes/s on the real
-cube-single environment, played one at a time and in lockstep; aggregate updates/s of S seeds packed in
-one process; and the paper suite's projected device hours with the evaluation's share of them.
+Per model (the paper's, the small CPU model, and FQL's networks with method=fql), on cube-single shapes
+(obs 28, act 5, batch 256, K = 5): eager and compiled updates/s, kernels and host reads per update, compile
+time, peak device memory, GFLOP per update, one-step action latency and parameter counts. Then evaluation
+episodes/s on the real cube-single environment, played one at a time and in lockstep (in this process and
+in env worker processes); aggregate updates/s of S seeds packed in one process; and the paper suite's
+projected device hours with the evaluation's share of them.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from torch.profiler import ProfilerActivity, profile
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from mfql.agents.mfql import MeanFlowQL
+from mfql.agents import make_agent
+from mfql.agents.base import Agent
 from mfql.config import CONFIG_DIR, ConfigError, compose, known_tasks, load_task, require_int, run_cli
 from mfql.devices import device_name, resolve_device, set_threads
 from mfql.networks import count_params
@@ -98,7 +100,7 @@ def kernels(fn, device: torch.device) -> int:
                and not e.name.startswith(("Torch-Compiled", "## ", "CompiledFunction", "TorchDynamo")))
 
 
-def bench_update(agent: MeanFlowQL, batch: dict, updates: int, device: torch.device) -> dict:
+def bench_update(agent: Agent, batch: dict, updates: int, device: torch.device) -> dict:
     step = iter(range(1, 10**9))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -120,24 +122,27 @@ def bench_update(agent: MeanFlowQL, batch: dict, updates: int, device: torch.dev
             else None}
 
 
-def make_bench_agent(model: str, device: torch.device, compile: bool) -> MeanFlowQL:
-    cfg = compose("train", [f"task={EVAL_TASK}", "out_dir=.", f"model={model}"]).agent
+def make_bench_agent(model: str, device: torch.device, compile: bool, method: str = "mfql") -> Agent:
+    cfg = compose("train", [f"task={EVAL_TASK}", "out_dir=.", f"model={model}", f"method={method}"]).agent
     torch.manual_seed(0)
-    return MeanFlowQL(cfg, OBS_DIM, ACTION_DIM, np.zeros(OBS_DIM), np.ones(OBS_DIM), 1_000_000, device, compile)
+    return make_agent(method, cfg, OBS_DIM, ACTION_DIM, np.zeros(OBS_DIM), np.ones(OBS_DIM), 1_000_000, device,
+                      compile)
 
 
-def bench_model(model: str, device: torch.device, updates: int, act_repeats: int, compile: bool) -> dict:
-    agent = make_bench_agent(model, device, compile=False)
+def bench_model(model: str, device: torch.device, updates: int, act_repeats: int, compile: bool,
+                method: str = "mfql") -> dict:
+    agent = make_bench_agent(model, device, compile=False, method=method)
     batch = synthetic_batch(agent.cfg.batch_size, device)
     out = {"eager": bench_update(agent, batch, updates, device)}
     if compile:
-        out["compiled"] = bench_update(make_bench_agent(model, device, compile=True), batch, updates, device)
+        out["compiled"] = bench_update(make_bench_agent(model, device, compile=True, method=method), batch, updates,
+                                       device)
         out["compiled_speedup"] = out["compiled"]["updates_per_s"] / out["eager"]["updates_per_s"]
     with FlopCounterMode(display=False) as counter:
         agent.update(batch, 1)
     out.update(gflop_per_update=counter.get_total_flops() / 1e9, actor_params=count_params(agent.actor),
                critic_params=count_params(agent.critic), batch_size=agent.cfg.batch_size,
-               num_candidates=agent.cfg.num_candidates)
+               num_candidates=agent.candidates)
     for batch_size in (1, 50):
         obs = torch.randn(batch_size, OBS_DIM, device=device)
         act = lambda obs=obs: agent.act(obs)  # noqa: E731
@@ -179,7 +184,7 @@ def bench_evaluation(model: str, device: torch.device, episodes: int, env_steps:
     env = make_env(EVAL_TASK, "ogbench", None, env_steps)
     cfg = compose("train", [f"task={EVAL_TASK}", "out_dir=.", f"model={model}"]).agent
     obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
-    agent = MeanFlowQL(cfg, obs_dim, action_dim, np.zeros(obs_dim), np.ones(obs_dim), 1000, device)
+    agent = make_agent("mfql", cfg, obs_dim, action_dim, np.zeros(obs_dim), np.ones(obs_dim), 1000, device)
     out = {"model": model, "episodes": episodes, "env_steps_per_episode": env_steps}
     for name, count in (("sequential", 1), ("lockstep", episodes)):
         envs = [make_env(EVAL_TASK, "ogbench", None, env_steps) for _ in range(count)]
@@ -258,6 +263,8 @@ def main(argv: list[str]) -> None:
         "torch": torch.__version__, "threads": torch.get_num_threads(),
         "paper": bench_model("paper", device, cfg.updates, cfg.act_repeats, compile),
         "small": bench_model("small", device, cfg.updates * 4, cfg.act_repeats, compile),
+        # FQL (method=fql) with FQL's own networks (4 x 512 MLPs), beside MeanFlow-QL's paper model
+        "fql": bench_model("paper", device, cfg.updates * 2, cfg.act_repeats, compile, method="fql"),
         "evaluation": bench_evaluation("paper", device, cfg.eval_episodes, cfg.eval_env_steps,
                                        list(cfg.eval_env_workers)),
     }
