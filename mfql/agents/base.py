@@ -25,7 +25,10 @@ def compile_update(update, device: torch.device, written: list[torch.Tensor]):
     """``update`` compiled as one graph; on CUDA replayed as a CUDA graph ("reduce-overhead"), for which every
     tensor it writes in place (``written``) is marked static: a fixed address between replays."""
     if device.type != "cuda":
-        return torch.compile(update, fullgraph=True, dynamic=False)
+        # The C++ wrapper calls the graph's kernels without Python in between: on the 2-core CPU it was
+        # measured 1.14x (small model) and 1.38x (paper model) faster than the Python wrapper, for a longer
+        # first compile (about 4 min instead of 2 for the paper model; cached afterwards).
+        return torch.compile(update, fullgraph=True, dynamic=False, options={"cpp_wrapper": True})
     for tensor in written:
         torch._dynamo.mark_static_address(tensor)
     return torch.compile(update, fullgraph=True, dynamic=False, mode="reduce-overhead")
