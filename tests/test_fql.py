@@ -141,6 +141,8 @@ def test_fql_run_writes_the_files_of_an_mfql_run_and_resumes_after_sigkill(tmp_p
     assert [int(r["step"]) for r in rows] == [10, 20, 30, 40, 50, 60] and "actor/distill_loss" in rows[0]
     assert "method: fql" in (tmp_path / "ref" / "config.yaml").read_text()
     assert "alpha: 300" in (tmp_path / "ref" / "config.yaml").read_text()  # FQL's cube-single value
+    evaluated = run_module("mfql.evaluate", f"checkpoint={tmp_path / 'ref' / 'final.pt'}", "episodes=2", "seed=1")
+    assert '"episodes": 2' in evaluated.stdout  # the checkpoint says which method to rebuild
 
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "mfql.train", f"out_dir={out}", *args]
