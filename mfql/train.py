@@ -204,7 +204,8 @@ class Run:
         rebuilt by replaying them from the episode's seeded reset) and its current observation, to check that."""
         if self.obs is None:
             return None
-        return {"actions": torch.as_tensor(np.stack(self.episode_actions)), "observation": torch.as_tensor(self.obs)}
+        actions = np.array(self.episode_actions, dtype=np.float32).reshape(-1, self.action_dim)
+        return {"actions": torch.as_tensor(actions), "observation": torch.as_tensor(self.obs)}
 
     def replay_episode(self, saved: dict) -> None:
         """Rebuild the environment mid-episode: reset with the episode's seed and step its saved actions."""
