@@ -98,8 +98,8 @@ class Run:
                                 self.device, compile=self.compiled and shared is None)
         self.buffer = ReplayBuffer(dataset, cfg.buffer_size, cfg.online_steps, self.device, offline)
         self.owns_envs = envs is None
-        self.eval_envs, self.online_envs, self.online_index = envs if envs is not None else make_pools(
-            [cfg], self.minari_dataset)
+        self.eval_envs, self.online_envs, self.online_index = envs if envs is not None else (
+            *make_pools([cfg], self.minari_dataset), 0)
         # The official MeanFlow-QL loop also updates (with actor LR 0) at step 0; FQL's loop starts at 1.
         self.first_step = 0 if self.official and cfg.method == "mfql" else 1
         self.last_step = cfg.offline_steps + cfg.online_steps
@@ -299,14 +299,9 @@ class Run:
             self.save_resume(step)
         return row
 
-    def close_envs(self) -> None:
-        if self.owns_envs:
-            for pool in (self.eval_envs, self.online_envs):
-                if pool is not None:
-                    pool.close()
-
     def finish(self) -> None:
-        self.close_envs()
+        if self.owns_envs:  # a packed job's pools are closed by run_packed
+            close_pools(self.eval_envs, self.online_envs)
         self.check(self.last_step)
         self.save_final()
         self.tracker.close()
@@ -334,13 +329,19 @@ class Run:
 
 
 def make_pools(cfgs: list, minari_dataset) -> tuple:
-    """(evaluation pool, online pool or None, 0) for the runs of ``cfgs`` (one run, or a packed job's seeds:
-    they evaluate one after another, so they share the evaluation environments; each has its own online one)."""
+    """(evaluation pool, online pool or None) for the runs of ``cfgs`` (one run, or a packed job's seeds: they
+    evaluate one after another, so they share the evaluation environments; each has its own online one)."""
     cfg = cfgs[0]
     spec = EnvSpec(cfg.task, cfg.suite, str(cfg.data_dir), cfg.env_max_steps)
     eval_pool = EnvPool(spec, min(cfg.eval_envs, cfg.eval_episodes), cfg.env_workers, minari_dataset)
     online = EnvPool(spec, len(cfgs), cfg.env_workers, minari_dataset) if cfg.online_steps > 0 else None
-    return eval_pool, online, 0
+    return eval_pool, online
+
+
+def close_pools(*pools) -> None:
+    for pool in pools:
+        if pool is not None:
+            pool.close()
 
 
 def short_name(metric: str) -> str:
@@ -397,9 +398,7 @@ def run_packed(runs: list[Run], statuses: list[str], compile: bool) -> None:
             run.after_update(step, {key: value[seed] for key, value in info.items()})
     for run in runs:
         run.finish()
-    for pool in (runs[0].eval_envs, online_envs):
-        if pool is not None:
-            pool.close()
+    close_pools(runs[0].eval_envs, online_envs)
 
 
 def main(argv: list[str]) -> None:
@@ -437,7 +436,7 @@ def main(argv: list[str]) -> None:
         else:
             minari_dataset, dataset = load_data(cfg)
             shared = (minari_dataset, dataset, offline_storage(dataset, device))
-            eval_pool, online_pool, _ = make_pools([c for c, _, _, _ in claimed], minari_dataset)
+            eval_pool, online_pool = make_pools([c for c, _, _, _ in claimed], minari_dataset)
             runs = [Run(run_cfg, key, data_sha256, device, shared, compile_choice(cfg, device),
                         (eval_pool, online_pool, index)) for index, (run_cfg, key, _, _) in enumerate(claimed)]
     except BaseException:

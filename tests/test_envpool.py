@@ -40,3 +40,31 @@ def test_worker_processes_step_the_same_episodes_as_this_process():
         workers.close()
         here.close()
     assert all(not proc.is_alive() for proc in workers.procs)
+
+
+def test_workers_exit_when_their_job_is_killed():
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = ("import time\nfrom mfql.envpool import EnvPool, EnvSpec\n"
+            f"pool = EnvPool(EnvSpec({TASK!r}, 'ogbench', 'unused', 10), 2, workers=2)\n"
+            "pool.reset([(0, 1), (1, 2)])\nprint(*[p.pid for p in pool.procs], flush=True)\ntime.sleep(300)\n")
+    job = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    workers = [int(pid) for pid in job.stdout.readline().split()]
+    assert len(workers) == 2
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+
+    def alive(pid):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    deadline = time.time() + 30
+    while time.time() < deadline and any(alive(pid) for pid in workers):
+        time.sleep(0.1)
+    assert not any(alive(pid) for pid in workers)  # each saw its pipe close and exited

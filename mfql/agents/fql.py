@@ -57,8 +57,8 @@ class FQL(Agent):
         # the same learning rate, stepped together, are the same optimiser.
         self.actor_opt = Adam(list(self.actor.parameters()), lr=self.cfg.fql_lr)
         self.critic_opt = Adam(list(self.critic.parameters()), lr=self.cfg.fql_lr)
-        self.obs_mean.zero_()  # FQL feeds raw observations
-        self.obs_std.fill_(1.0)
+        # FQL feeds raw observations. New tensors, not in place: obs_mean may share memory with the caller's array.
+        self.obs_mean, self.obs_std = torch.zeros_like(self.obs_mean), torch.ones_like(self.obs_std)
 
     # ----------------------------------------------------------------------------------------- sampling
     def draws(self, batch_size: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
