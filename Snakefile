@@ -26,13 +26,14 @@ rule all:
     default_target: True
 
 
-localrules: all, run_files, fetch_ogbench, fetch_minari, collect_runs, make_tables, plot_curves, plot_aggregates, verify_results, check_verification
+localrules: all, run_files, fetch_ogbench, fetch_minari, collect_runs, make_tables, plot_curves, plot_aggregates, verify_results, check_verification, claims
 
 
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/sweep.smk"
 
 
 rule data:
@@ -68,4 +69,5 @@ rule figures:
 rule verify:
     input:
         "results/verification/report.md",
+        "results/verification/claims.md",
         "results/verification/check.txt",

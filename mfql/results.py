@@ -36,8 +36,9 @@ def check_run(run_dir: Path, planned: dict, cfg, meta: dict, final_eval: dict | 
     for key, value in planned.get("args", {}).items():
         if OmegaConf.select(cfg, key) != value:
             refuse(f"config.yaml has {key}={OmegaConf.select(cfg, key)!r}, the suite asks for {value!r}")
-    if "model" in planned:
-        actor = OmegaConf.load(CONFIG_DIR / "model" / f"{planned['model']}.yaml").actor
+    if "model" in planned:  # the suite's model, unless the variant sets the actor itself
+        actor = planned.get("args", {}).get("agent.actor",
+                                            OmegaConf.load(CONFIG_DIR / "model" / f"{planned['model']}.yaml").actor)
         if cfg.agent.actor != actor:
             refuse(f"config.yaml has agent.actor={cfg.agent.actor}, the suite's model={planned['model']} has {actor}")
     if meta.get("task") != cfg.task or int(meta.get("seed", -1)) != int(cfg.seed):
@@ -51,6 +52,15 @@ def check_run(run_dir: Path, planned: dict, cfg, meta: dict, final_eval: dict | 
             refuse("final_eval.json evaluated another final.pt than the one meta.json records")
 
 
+def paper_sizes(cfg) -> bool:
+    """Whether the run's networks are the paper's: MFQL's DiT actor, FQL's 4 x 512 actor MLPs (critics: both)."""
+    paper = OmegaConf.load(CONFIG_DIR / "model" / "paper.yaml")
+    actor_ok = (list(cfg.agent.fql_actor_hidden_dims) == list(OmegaConf.load(CONFIG_DIR / "train.yaml")
+                                                             .agent.fql_actor_hidden_dims)
+                if cfg.get("method", "mfql") == "fql" else cfg.agent.actor == paper.actor)
+    return bool(actor_ok and list(cfg.agent.critic_hidden_dims) == list(paper.critic_hidden_dims))
+
+
 def read_run(run_dir: Path, planned: dict | None = None) -> tuple[dict, pd.DataFrame]:
     """A run's description (from its resolved config) and its evaluations, scores in percent."""
     cfg = OmegaConf.load(run_dir / "config.yaml")
@@ -62,11 +72,14 @@ def read_run(run_dir: Path, planned: dict | None = None) -> tuple[dict, pd.DataF
     evals = pd.read_csv(run_dir / "eval.csv")
     metric = "success" if cfg.suite == "ogbench" else "normalized_return"
     scale = 100.0 if metric == "success" else 1.0
+    method = cfg.get("method", "mfql")
     info = {
-        "setting": planned["setting"] if planned else run_dir.parent.parent.name, "task": cfg.task,
-        "seed": int(cfg.seed), "suite": cfg.suite,
+        "setting": planned["setting"] if planned else run_dir.parents[2].name,
+        "variant": planned["variant"] if planned else run_dir.parents[1].name, "method": method,
+        "task": cfg.task, "seed": int(cfg.seed), "suite": cfg.suite,
         "env_group": cfg.env_group, "metric": metric, "offline_steps": int(cfg.offline_steps),
         "online_steps": int(cfg.online_steps), "actor": cfg.agent.actor, "parity": cfg.parity,
+        "paper_sizes": paper_sizes(cfg), "alpha": float(cfg.agent.alpha),
         "env_max_steps": cfg.env_max_steps, "eval_episodes": int(cfg.eval_episodes),
         "task_budget": int(load_task(cfg.task).offline_steps),
     }
@@ -78,19 +91,19 @@ def read_run(run_dir: Path, planned: dict | None = None) -> tuple[dict, pd.DataF
 
 def collect(planned: list[dict], data_source: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(runs: one row per evaluation, tidy; scores: one row per run with the protocol's scores), from exactly
-    the ``planned`` runs (dicts with setting, task, seed, dir and the suite's args and model)."""
+    the ``planned`` runs (dicts with setting, variant, task, seed, dir and the run's args and the suite's model)."""
     curves, scores = [], []
     for run in planned:
         info, curve = read_run(Path(run["dir"]), run)
         info["data_source"] = data_source
-        curves.append(curve.assign(**{k: info[k] for k in ("setting", "suite", "env_group", "task", "seed",
-                                                             "metric")}))
+        curves.append(curve.assign(**{k: info[k] for k in ("setting", "variant", "method", "suite", "env_group",
+                                                             "task", "seed", "metric")}))
         if info["setting"] == "o2o":
             before = curve[curve.step <= info["offline_steps"]]
             info["before"] = run_score(before.step.values, before.value.values, info["suite"])
         info["score"] = run_score(curve.step.values, curve.value.values, info["suite"])
         scores.append(info)
-    columns = ["setting", "suite", "env_group", "task", "seed", "metric", "step", "value"]
+    columns = ["setting", "variant", "method", "suite", "env_group", "task", "seed", "metric", "step", "value"]
     runs = pd.concat(curves)[columns] if curves else pd.DataFrame(columns=columns)
     return runs, pd.DataFrame(scores)
 
@@ -102,8 +115,9 @@ def mean_std(values: pd.Series) -> dict:
 
 def per_task(scores: pd.DataFrame, setting: str) -> pd.DataFrame:
     rows = []
-    for (suite, group, task), runs in scores[scores.setting == setting].groupby(["suite", "env_group", "task"]):
-        row = {"suite": suite, "env_group": group, "task": task}
+    part = scores[scores.setting == setting]
+    for (suite, group, task, variant), runs in part.groupby(["suite", "env_group", "task", "variant"], sort=False):
+        row = {"suite": suite, "env_group": group, "task": task, "variant": variant}
         if setting == "o2o":
             row.update({f"before_{k}": v for k, v in mean_std(runs.before).items()})
             row.update({f"after_{k}": v for k, v in mean_std(runs.score).items()})
@@ -117,9 +131,10 @@ def per_env(scores: pd.DataFrame) -> pd.DataFrame:
     """Environment = mean over its tasks, taken per seed, then mean +- std over seeds."""
     offline = scores[scores.setting == "offline"]
     rows = []
-    for (suite, group), runs in offline.groupby(["suite", "env_group"]):
+    for (suite, group, variant), runs in offline.groupby(["suite", "env_group", "variant"], sort=False):
         per_seed = runs.groupby("seed").score.mean()
-        rows.append({"suite": suite, "env_group": group, "tasks": runs.task.nunique(), **mean_std(per_seed)})
+        rows.append({"suite": suite, "env_group": group, "variant": variant, "tasks": runs.task.nunique(),
+                     **mean_std(per_seed)})
     return pd.DataFrame(rows)
 
 
@@ -130,19 +145,20 @@ def fmt(mean: float, std: float) -> str:
 
 
 def display_table(table: pd.DataFrame, setting: str) -> pd.DataFrame:
-    """Human-readable columns: mean ± std (n), before → after for O2O."""
+    """Human-readable: one row per task (or environment), one column per variant with mean ± std (n seeds),
+    before → after for O2O."""
     if table.empty:
         return pd.DataFrame(columns=["task", "score"])
     key = "task" if "task" in table else "env_group"
-    out = pd.DataFrame({key: table[key]})
     if setting == "o2o":
-        out["before → after"] = [f"{fmt(a, b)} → {fmt(c, d)}" for a, b, c, d in
-                                 zip(table.before_mean, table.before_std, table.after_mean, table.after_std)]
-        out["seeds"] = table.after_n.values
+        cells = [f"{fmt(a, b)} → {fmt(c, d)} ({n})" for a, b, c, d, n in
+                 zip(table.before_mean, table.before_std, table.after_mean, table.after_std, table.after_n)]
     else:
-        out["score"] = [fmt(m, s) for m, s in zip(table["mean"], table["std"])]
-        out["seeds"] = table["n"].values
-    return out
+        cells = [f"{fmt(m, s)} ({n})" for m, s, n in zip(table["mean"], table["std"], table["n"])]
+    wide = table.assign(cell=cells).pivot(index=key, columns="variant", values="cell")
+    variants = list(dict.fromkeys(table.variant))  # the suite's order
+    wide = wide.reindex(index=list(dict.fromkeys(table[key])), columns=variants).fillna("-")
+    return wide.reset_index().rename_axis(columns=None)
 
 
 def to_markdown(table: pd.DataFrame) -> str:

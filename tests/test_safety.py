@@ -287,11 +287,11 @@ def test_download_falls_back_to_the_mirror_and_verifies_its_checksums(tmp_path, 
 
 
 # ------------------------------------------------------------------------------------------ aggregation
-def fake_run(root, setting, task, seed, *, cfg_task=None, eval_task=None, offline_steps=100):
-    folder = root / "results" / setting / task / f"seed{seed}"
+def fake_run(root, setting, task, seed, *, cfg_task=None, eval_task=None, offline_steps=100, method="mfql"):
+    folder = root / "results" / setting / "mfql" / task / f"seed{seed}"
     folder.mkdir(parents=True)
     cfg = train_config([f"task={cfg_task or task}", f"seed={seed}", "out_dir=.", "model=small",
-                        f"offline_steps={offline_steps}"])
+                        f"offline_steps={offline_steps}", f"method={method}"])
     from omegaconf import OmegaConf
 
     (folder / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
@@ -305,8 +305,8 @@ def fake_run(root, setting, task, seed, *, cfg_task=None, eval_task=None, offlin
     final_eval = {"task": eval_task or cfg.task, "run_key": meta["run_key"] if not eval_task else "other",
                   "checkpoint_sha256": "f" * 64, "success": 0.5}
     (folder / "final_eval.json").write_text(json.dumps(final_eval))
-    return {"setting": setting, "task": task, "seed": seed, "dir": str(folder),
-            "args": {"offline_steps": 100}, "model": "small"}
+    return {"setting": setting, "variant": "mfql", "task": task, "seed": seed, "dir": str(folder),
+            "args": {"offline_steps": 100, "method": "mfql"}, "model": "small"}
 
 
 def test_tables_take_exactly_the_planned_runs_and_refuse_mismatched_files(tmp_path):
@@ -322,6 +322,8 @@ def test_tables_take_exactly_the_planned_runs_and_refuse_mismatched_files(tmp_pa
         "config.yaml is of task": fake_run(tmp_path / "a", "offline", TASK, 0, cfg_task=other),
         "final_eval.json evaluated a checkpoint of task": fake_run(tmp_path / "b", "offline", TASK, 0, eval_task=other),
         "config.yaml has offline_steps=200": fake_run(tmp_path / "c", "offline", TASK, 0, offline_steps=200),
+        "config.yaml has method='fql', the suite asks for 'mfql'": fake_run(tmp_path / "d", "offline", TASK, 0,
+                                                                            method="fql"),
     }
     for needle, run in cases.items():
         with pytest.raises(ResultError, match=needle.replace(".", r"\.")):

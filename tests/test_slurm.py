@@ -19,7 +19,7 @@ from tests.conftest import ROOT
 from tests.test_workflow import CI_CONFIG
 
 SLURM_CONFIG = ROOT / "tests" / "workflow" / "slurm.yaml"
-RUN = "results/offline/cube-single-play-singletask-task1-v0/seed0"
+RUN = "results/offline/mfql/cube-single-play-singletask-task1-v0/seed0"
 
 
 def unavailable(message):
@@ -73,14 +73,14 @@ def test_quick_suite_runs_through_sbatch(cluster, tmp_path):
     assert (tmp_path / "results" / "verification" / "report.md").exists()
     assert (tmp_path / "results" / "tables" / "o2o.md").exists()
     submitted = set(re.findall(r"SLURM jobid (\d+)", out))
-    assert len(submitted) >= 5, out[-3000:]  # 2 offline + 1 O2O + 3 evaluations + toy went through sbatch
+    assert len(submitted) >= 10, out[-3000:]  # (2 offline + 1 O2O) x 2 methods + 6 evaluations + toy: sbatch
     slurm_logs = list((tmp_path / "logs" / "slurm").rglob("*.log"))
     rules = {p.relative_to(tmp_path / "logs" / "slurm").parts[0].removeprefix("rule_") for p in slurm_logs}
     assert {"train_offline", "finetune_online", "evaluate_policy", "run_toy"} <= rules
     assert not {"fetch_ogbench", "collect_runs"} & rules  # downloads and aggregation stay on the login node
     # each SLURM log is that of a job step run by sbatch, and names its SLURM job id in its file name
     train_logs = list((tmp_path / "logs" / "slurm" / "rule_train_offline").rglob("*.log"))
-    assert len(train_logs) == 2 and all(p.stem in submitted for p in train_logs)
+    assert len(train_logs) == 4 and all(p.stem in submitted for p in train_logs)
     assert "--executor slurm-jobstep" in train_logs[0].read_text()
 
 
@@ -104,7 +104,7 @@ def test_cancelled_training_job_is_retried_and_resumes(cluster, tmp_path):
     out, _ = proc.communicate(timeout=1500)
     assert cancelled_at is not None, out[-3000:]
     assert proc.returncode == 0, out[-4000:]
-    log = (tmp_path / "logs" / "train_offline" / "cube-single-play-singletask-task1-v0" / "seed0.log").read_text()
+    log = (tmp_path / "logs/train_offline/mfql/cube-single-play-singletask-task1-v0/seed0.log").read_text()
     resumed = [int(s) for s in re.findall(r"resumed from step (\d+)", log)]
     assert resumed and resumed[0] >= cancelled_at, log[-2000:]  # the step counter did not restart
     steps = [int(line.split(",")[0]) for line in (tmp_path / RUN / "eval.csv").read_text().splitlines()[1:]]

@@ -8,11 +8,13 @@ import subprocess
 
 import pandas as pd
 import pytest
+from omegaconf import OmegaConf
 
 from mfql.config import known_tasks
 from tests.conftest import ROOT
 
 CI_CONFIG = ROOT / "tests" / "workflow" / "config.yaml"
+SWEEP_USER = ROOT / "tests" / "workflow" / "sweep_user.yaml"
 
 
 def snakemake(*args, cwd=ROOT, check=True, timeout=1800):
@@ -32,28 +34,51 @@ def test_lint_is_clean():
     assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr
 
 
-def test_paper_suite_plan_has_every_task_and_seed():
+def test_paper_suite_plan_has_both_methods_for_every_task_and_seed():
     proc = snakemake("-n", "--config", "suite=paper", timeout=300)
     counts = job_counts(proc.stdout)
-    # seeds_per_job 8: one job per task trains its 8 seeds (4 for the 5 visual tasks) in one process
-    assert counts["train_offline_seeds_0_1_2_3_4_5_6_7"] == 68 and counts["train_offline_seeds_0_1_2_3"] == 5
-    assert "seeds='[0,1,2,3,4,5,6,7]' out_dir=results/offline/door-human-v1 " in snakemake(
-        "-n", "-p", "--config", "suite=paper", timeout=300).stdout
-    # and O2O: one job per task for its 8 seeds, each seed with its own environment and online rows
-    assert counts["finetune_online_seeds_0_1_2_3_4_5_6_7"] == 15 and "finetune_online" not in counts
-    assert counts["fetch_ogbench"] == 15 and counts["fetch_minari"] == 18
-    planned = set(re.findall(r"results/offline/([^/]+)/seed\d+/final\.pt", proc.stdout))
-    assert planned == set(known_tasks()) and len(planned) == 73
-    o2o = set(re.findall(r"results/o2o/([^/]+)/seed\d+/final\.pt", proc.stdout))
-    assert len(o2o) == 15 and {"antmaze-umaze-v2", "relocate-cloned-v1",
-                               "puzzle-4x4-play-singletask-task4-v0"} <= o2o
+    # seeds_per_job 8: one job per variant and task trains its 8 seeds (4 for the 5 visual tasks) in one process
+    assert counts["train_offline_seeds_0_1_2_3_4_5_6_7"] == 2 * 68 and counts["train_offline_seeds_0_1_2_3"] == 2 * 5
+    plan = snakemake("-n", "-p", "--config", "suite=paper", timeout=300).stdout
+    assert "seeds='[0,1,2,3,4,5,6,7]' out_dir=results/offline/fql/door-human-v1 " in plan
+    assert re.search(r"out_dir=results/offline/fql/door-human-v1 .* method=fql ", plan)
+    # and O2O: one job per variant and task for its 8 seeds, each seed with its own environment and online rows
+    assert counts["finetune_online_seeds_0_1_2_3_4_5_6_7"] == 2 * 15 and "finetune_online" not in counts
+    assert counts["fetch_ogbench"] == 15 and counts["fetch_minari"] == 18 and counts["claims"] == 1
+    for method in ("mfql", "fql"):
+        planned = set(re.findall(rf"results/offline/{method}/([^/]+)/seed\d+/final\.pt", proc.stdout))
+        assert planned == set(known_tasks()) and len(planned) == 73
+        o2o = set(re.findall(rf"results/o2o/{method}/([^/]+)/seed\d+/final\.pt", proc.stdout))
+        assert len(o2o) == 15 and {"antmaze-umaze-v2", "relocate-cloned-v1",
+                                   "puzzle-4x4-play-singletask-task4-v0"} <= o2o
+
+
+def test_ablation_and_sweep_plans():
+    counts = job_counts(snakemake("-n", "--config", "suite=ablations", timeout=300).stdout)
+    assert counts["train_offline_seeds_0_1_2_3_4_5_6_7"] == 5 * 10  # 5 variants x one task per environment
+    plan = snakemake("-n", "-p", "--config", "suite=sweep", timeout=300).stdout
+    assert job_counts(plan)["train_offline_seeds_0_1"] == 16 * 5 and job_counts(plan)["select_alpha"] == 1
+    # cube-single's default task at five alphas around its task file's 120; a task with a published alpha:
+    # none (cube-double task2 is published, so its environment is not swept)
+    assert set(re.findall(r"results/offline/mfql-alpha([0-9.]+)/cube-single-play-singletask-task2-v0/", plan)) == {
+        "12", "36", "120", "360", "1200"}
+    assert "cube-double-play" not in plan and "agent.alpha=36.0" in plan
+    # a suite that uses the sweep's picks needs them: one line, not a traceback
+    proc = snakemake("-n", "--configfile", str(SWEEP_USER), "--config", "suite=sweep_user", check=False)
+    assert proc.returncode != 0
+    assert ("config error: alpha_source: swept needs the sweep's overlay results/sweep/alpha.yaml, and there is "
+            "none; run the sweep first") in proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize("override, needle", [
-    (["--config", "suite=huge"], "suite: 'huge' is not defined (valid: quick, paper)"),
+    (["--config", "suite=huge"], "suite: 'huge' is not defined (valid: quick, paper, ablations, sweep)"),
     (["--config", "suite=paper", "strict=maybe"], "config error: strict: 'maybe' is not of type 'boolean'"),
-    (["results/offline/cube-single-play-singletask-task9-v0/seed0/final.pt"],
-     "config error: target results/offline/cube-single-play-singletask-task9-v0/seed0/final.pt: unknown task"),
+    (["results/offline/mfql/cube-single-play-singletask-task9-v0/seed0/final.pt"],
+     "config error: target results/offline/mfql/cube-single-play-singletask-task9-v0/seed0/final.pt: unknown task"),
+    (["results/offline/mfql-K9/cube-single-play-singletask-task1-v0/seed0/final.pt"],
+     "config error: target results/offline/mfql-K9/cube-single-play-singletask-task1-v0/seed0/final.pt: unknown "
+     "variant 'mfql-K9' (valid: mfql, fql, mfql-K1, mfql-fixed_alpha, mfql-corrected, mfql-mlp_actor, or "
+     "<variant>-alpha<number>)"),
 ])
 def test_bad_config_stops_before_any_job(override, needle, tmp_path):
     proc = snakemake("-n", *override, check=False)
@@ -83,6 +108,10 @@ OFFLINE_ARGS = "args: {offline_steps: 100, eval_interval: 50, eval_episodes: 2, 
     (OFFLINE_ARGS, "args: {eval_episodes: 0}",
      "config error: suites.ci.offline.args.eval_episodes: 0 is less than the minimum of 1"),
     (OFFLINE_ARGS, "args: {seed: 3}", "config error: suites.ci.offline.args.seed: set by the pipeline"),
+    ("variants: [mfql, fql]", "variants: [mfql, sac]",
+     "config error: suites.ci.variants: unknown variant 'sac' (valid: mfql, fql, or <variant>-alpha<number>)"),
+    ("variants: [mfql, fql]", "variants: [mfql, mfql-alpha3]\n    alpha_source: swept",
+     "config error: alpha_source: swept needs the sweep's overlay results/sweep/alpha.yaml"),
 ])
 def test_suite_options_are_checked_when_planned_and_never_reach_a_shell(tmp_path, old, new, needle):
     work = tmp_path / "work"
@@ -126,17 +155,28 @@ def test_quick_suite_produces_tables_figures_and_reports(quick_run):
     for name in ("offline", "offline_env", "o2o"):
         for ext in ("csv", "md", "tex"):
             assert (results / "tables" / f"{name}.{ext}").stat().st_size > 0
-    for name in ("curves_offline", "curves_env", "curves_o2o", "aggregates"):
+    for name in ("curves_offline", "curves_env", "curves_o2o", "aggregates", "claims", "profiles"):
         for ext in ("png", "pdf"):
             assert (results / "figures" / f"{name}.{ext}").stat().st_size > 1000
     assert (results / "figures" / "toy" / "toy.png").exists()
-    offline = pd.read_csv(results / "tables" / "offline.csv")
-    assert list(offline.task) == ["cube-single-play-singletask-task1-v0"] and offline.n.iloc[0] == 2
+    offline = pd.read_csv(results / "tables" / "offline.csv")  # both methods, one row each
+    assert list(offline.task) == ["cube-single-play-singletask-task1-v0"] * 2 and list(offline.n) == [2, 2]
+    assert list(offline.variant) == ["mfql", "fql"]
+    assert "| task | mfql | fql |" in (results / "tables" / "offline.md").read_text()
+    fql = OmegaConf.load(results / "offline/fql/cube-single-play-singletask-task1-v0/seed0/config.yaml")
+    assert fql.method == "fql" and fql.agent.alpha == 300  # FQL's own per-task value (FQL README)
+    claims = pd.read_csv(results / "verification" / "claims.csv")
+    assert set(claims.level) == {"task", "environment", "suite"} and set(claims.setting) == {"offline", "o2o"}
+    assert (claims.runs_mfql == claims.runs_fql).all() and claims.poi.between(0, 1).all()
+    assert "# Claims: MeanFlow-QL vs FQL, paired" in (results / "verification" / "claims.md").read_text()
     o2o = pd.read_csv(results / "tables" / "o2o.csv")
     assert {"before_mean", "after_mean"} <= set(o2o.columns)
     report = pd.read_csv(results / "verification" / "report.csv")
-    ours = report[report.task.str.startswith("cube-single")]
-    assert set(ours.status) == {"no reported number"}
+    ours = report[report.task.str.startswith("cube-single-play-singletask")]
+    assert set(ours.status) == {"no reported number"} and set(ours.variant) == {"mfql", "fql"}
+    env = report[report.task == "cube-single-play (all 5 tasks)"].iloc[0]  # FQL's published average
+    assert env.method == "FQL" and env.status == "not comparable" and env.reason == (
+        "1 of the environment's 5 tasks run")
     reported = report[report.reported_mean.notna()]
     assert set(reported.status) == {"not comparable"}  # the quick suite is honest: nothing to compare
     assert "Status counts" in (results / "verification" / "report.md").read_text()
@@ -165,7 +205,7 @@ def test_report_opens_in_a_real_browser(quick_run, tmp_path):
 
 
 def test_rerunning_one_task_seed_touches_only_its_jobs(quick_run):
-    target = "results/offline/cube-single-play-singletask-task1-v0/seed1/final.pt"
+    target = "results/offline/mfql/cube-single-play-singletask-task1-v0/seed1/final.pt"
     args = ["--snakefile", str(ROOT / "Snakefile"), "--directory", str(quick_run), "--configfile", str(CI_CONFIG)]
     assert "Nothing to be done" in snakemake("-n", *args).stdout
     proc = snakemake("-n", *args, "--forcerun", target)
@@ -193,7 +233,7 @@ def test_packed_job_rerun_for_one_missing_seed_trains_only_that_seed(quick_run, 
     config.write_text(yaml.safe_dump(packed))
     args = ["--snakefile", str(ROOT / "Snakefile"), "--directory", str(quick_run), "--configfile", str(config)]
     snakemake(*args, "--cores", "1")  # up to date first (an earlier test retrained one run)
-    runs = quick_run / "results" / "offline" / "cube-single-play-singletask-task1-v0"
+    runs = quick_run / "results" / "offline" / "mfql" / "cube-single-play-singletask-task1-v0"
     kept = (runs / "seed0" / "final.pt").read_bytes()  # Snakemake touches a job's outputs: compare contents
     shutil.rmtree(runs / "seed1")
     plan = snakemake("-n", "-p", *args)
@@ -201,14 +241,14 @@ def test_packed_job_rerun_for_one_missing_seed_trains_only_that_seed(quick_run, 
     snakemake(*args, "--cores", "2")
     assert (runs / "seed0" / "final.pt").read_bytes() == kept
     assert (runs / "seed1" / "final.pt").is_file() and (runs / "seed1" / "eval.csv").is_file()
-    log = (quick_run / "logs" / "train_offline" / "cube-single-play-singletask-task1-v0" / "seeds0-1.log").read_text()
+    log = (quick_run / "logs/train_offline/mfql/cube-single-play-singletask-task1-v0/seeds0-1.log").read_text()
     assert "seed0 already holds this finished run" in log and "done: " in log and "seed1/final.pt" in log
 
 
 def test_deleted_evaluation_outputs_are_restored_and_reevaluated_not_retrained(quick_run):
     args = ["--snakefile", str(ROOT / "Snakefile"), "--directory", str(quick_run), "--configfile", str(CI_CONFIG)]
     snakemake(*args, "--cores", "1")  # up to date first (an earlier test retrained one run)
-    run = quick_run / "results" / "offline" / "cube-single-play-singletask-task1-v0" / "seed0"
+    run = quick_run / "results" / "offline" / "mfql" / "cube-single-play-singletask-task1-v0" / "seed0"
     curve, final_eval = (run / "eval.csv").read_text(), (run / "final_eval.json").read_text()
     stamp = (run / "final.pt").stat().st_mtime_ns
     (run / "eval.csv").unlink()
@@ -223,14 +263,14 @@ def test_deleted_evaluation_outputs_are_restored_and_reevaluated_not_retrained(q
 
 def test_tables_ignore_folders_the_suite_does_not_plan(quick_run):
     args = ["--snakefile", str(ROOT / "Snakefile"), "--directory", str(quick_run), "--configfile", str(CI_CONFIG)]
-    results = quick_run / "results" / "offline"
+    results = quick_run / "results" / "offline" / "mfql"
     stray = results / "cube-single-play-singletask-task3-v0" / "seed0"  # e.g. left by another suite
     shutil.copytree(results / "cube-single-play-singletask-task1-v0" / "seed0", stray)
     try:
         snakemake(*args, "--cores", "1", "--forcerun", "results/tables/runs.csv")
         scores = pd.read_csv(quick_run / "results" / "tables" / "scores.csv")
         assert set(scores.task) == {"cube-single-play-singletask-task1-v0", "cube-single-play-singletask-task2-v0"}
-        assert len(scores) == 3  # 2 offline seeds + 1 O2O run: exactly the plan
+        assert len(scores) == 2 * 3  # (2 offline seeds + 1 O2O run) x 2 methods: exactly the plan
     finally:
         shutil.rmtree(stray.parent)
 
@@ -251,3 +291,38 @@ def test_strict_verification_fails_the_run_and_keeps_the_report(quick_run):
     log = (quick_run / "logs" / "check_verification.log").read_text()
     assert "verify.strict: 2 reported number(s) differ" in log
     assert (quick_run / "results" / "verification" / "report.md").exists()
+
+
+def test_sweep_writes_the_overlay_and_a_later_suite_trains_with_it(tmp_path):
+    """A toy sweep (the default tasks of cube-single and scene, two alphas each) writes results/sweep/alpha.yaml
+    with, per environment, the alpha of the better run; a suite with alpha_source: swept then trains cube-single
+    tasks with it, and its mfql-K1 variant's option reaches the run's config.yaml."""
+    import yaml
+
+    from mfql.stats import run_score
+
+    args = ["--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "--configfile", str(CI_CONFIG),
+            str(SWEEP_USER)]
+    snakemake(*args, "--config", "suite=sweep_ci", "--cores", "2", "results/sweep/alpha.yaml")
+    overlay = yaml.safe_load((tmp_path / "results/sweep/alpha.yaml").read_text())["alpha"]
+    best = {}
+    for env in ("cube-single", "scene"):
+        default = f"{env}-play-singletask-task2-v0"
+        scores = {}
+        for alpha in (60, 240):  # the task files' 120 x 0.5 and x 2
+            evals = pd.read_csv(tmp_path / f"results/offline/mfql-alpha{alpha}/{default}/seed0/eval.csv")
+            scores[alpha] = run_score(evals.step.values, evals.success.values, "ogbench")
+        best[env] = max(sorted(scores), key=lambda a: scores[a])  # ties: the smaller alpha
+        tasks = {f"{env}-play-singletask-task{i}-v0" for i in range(1, 6)}
+        assert tasks <= set(overlay) and {overlay[t]["alpha"] for t in tasks} == {float(best[env])}
+        assert overlay[default]["source"].startswith(
+            f"swept: alpha in [60, 240] on {default}, 40 offline steps, 1 seeds; rule: best mean score")
+    assert len(overlay) == 10
+
+    use = [*args, "--config", "suite=sweep_user"]
+    plan = snakemake(*use, "-n", "-p").stdout
+    assert plan.count(f"agent.alpha={float(best['cube-single'])}") == 4  # 2 tasks x 2 variants
+    run = "results/offline/mfql-K1/cube-single-play-singletask-task1-v0/seed0"
+    snakemake(*use, "--cores", "2", f"{run}/config.yaml")
+    cfg = OmegaConf.load(tmp_path / run / "config.yaml")
+    assert cfg.agent.alpha == best["cube-single"] and cfg.agent.num_candidates == 1 and cfg.method == "mfql"

@@ -3,11 +3,11 @@
 
 rule evaluate_policy:
     input:
-        "results/{setting}/{task}/seed{seed}/final.pt",
+        "results/{setting}/{variant}/{task}/seed{seed}/final.pt",
     output:
-        "results/{setting}/{task}/seed{seed}/final_eval.json",
+        "results/{setting}/{variant}/{task}/seed{seed}/final_eval.json",
     log:
-        "logs/evaluate_policy/{setting}/{task}/seed{seed}.log",
+        "logs/evaluate_policy/{setting}/{variant}/{task}/seed{seed}.log",
     conda:
         "../envs/mfql.yaml"
     threads: SUITE["threads"]

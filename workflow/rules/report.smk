@@ -115,3 +115,24 @@ rule check_verification:
         strict=config["strict"],
     script:
         "../scripts/check_verification.py"
+
+
+rule claims:
+    # MFQL vs FQL, paired per task and environment, with the paper's claims next to ours.
+    input:
+        scores="results/tables/scores.csv",
+        expected=ROOT / "config/expected/paper_results.csv",
+    output:
+        md=report("results/verification/claims.md", category="Verification", caption="../report/claims.rst"),
+        csv="results/verification/claims.csv",
+        **{f"{f}_{ext}": report(f"results/figures/{f}.{ext}", category="Claims", caption="../report/claims.rst")
+           if ext == "png" else f"results/figures/{f}.{ext}" for f in ("claims", "profiles") for ext in ("png", "pdf")},
+    log:
+        "logs/claims.log",
+    conda:
+        "../envs/mfql.yaml"
+    params:
+        reps=config["bootstrap"]["reps"],
+        seed=config["bootstrap"]["seed"],
+    script:
+        "../scripts/claims.py"

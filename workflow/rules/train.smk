@@ -1,5 +1,5 @@
-# Training: one job per task x seed, or per task x pack of seeds (`seeds_per_job`); each job is one
-# `python -m mfql.train ...` command a user can copy.
+# Training: one job per variant x task x seed, or per variant x task x pack of seeds (`seeds_per_job`);
+# each job is one `python -m mfql.train ...` command a user can copy.
 # A job killed by preemption or its time limit resumes from results/.../_resume/ when retried.
 # The job's declared output is final.pt alone: the run's other files (config.yaml, meta.json, train.csv,
 # eval.csv) are written by the job as it goes and also stored inside final.pt, and `run_files` writes them
@@ -10,7 +10,7 @@
 # hyperparameters, then one environment step and one update per step in the same job, as FQL and MFQL
 # Table 2). With seeds_per_job > 1 one process trains that many seeds of a task on one GPU
 # (python -m mfql.train seeds=[...], rules <name>_seeds_<seeds>), each into its own
-# results/{setting}/{task}/seed<n>/. Packed outputs are update()-flagged: a job rerun for one missing seed
+# results/{setting}/{variant}/{task}/seed<n>/. Packed outputs are update()-flagged: a job rerun for one missing seed
 # keeps the others' final.pt, and mfql.train skips finished seeds, so only the missing one trains.
 for setting, name in TRAIN_RULES.items():
     if seeds_per_job(setting) == 1:
@@ -22,13 +22,13 @@ for setting, name in TRAIN_RULES.items():
                 dataset=lambda wc: checksum_file(wc.task),
                 task_config=ROOT / "config/mfql/tasks/{task}.yaml",
             output:
-                f"results/{setting}/{{task}}/seed{{seed}}/final.pt",
+                f"results/{setting}/{{variant}}/{{task}}/seed{{seed}}/final.pt",
             log:
-                f"logs/{name}/{{task}}/seed{{seed}}.log",
+                f"logs/{name}/{{variant}}/{{task}}/seed{{seed}}.log",
             conda:
                 "../envs/mfql.yaml"
             benchmark:
-                f"benchmarks/{name}/{{task}}/seed{{seed}}.tsv"
+                f"benchmarks/{name}/{{variant}}/{{task}}/seed{{seed}}.tsv"
             threads: SUITE["threads"]
             resources:
                 gpu=SUITE["gpu"],
@@ -36,9 +36,9 @@ for setting, name in TRAIN_RULES.items():
                 runtime=lambda wc, attempt, setting=setting: job_runtime(setting, 1, attempt),
                 cpus_per_task=SUITE["threads"],
             params:
-                out_dir=lambda wc, setting=setting: run_dir(setting, wc.task, wc.seed),
+                out_dir=lambda wc, setting=setting: run_dir(setting, wc.variant, wc.task, wc.seed),
                 data_dir=DATA,
-                args=train_args(setting),
+                args=lambda wc, setting=setting: train_options(setting, wc.variant, wc.task),
             shell:
                 "python -m mfql.train task={wildcards.task} seed={wildcards.seed} out_dir={params.out_dir:q} "
                 "data_dir={params.data_dir:q} threads={threads} {params.args:q} > {log:q} 2>&1"
@@ -54,15 +54,15 @@ for setting, name in TRAIN_RULES.items():
                     dataset=lambda wc: checksum_file(wc.task),
                     task_config=ROOT / "config/mfql/tasks/{task}.yaml",
                 output:
-                    [update(f"results/{setting}/{{task}}/seed{seed}/final.pt") for seed in pack],
+                    [update(f"results/{setting}/{{variant}}/{{task}}/seed{seed}/final.pt") for seed in pack],
                 wildcard_constraints:
                     task="|".join(re.escape(t) for t in pack_tasks),
                 log:
-                    f"logs/{name}/{{task}}/seeds{seeds_name}.log",
+                    f"logs/{name}/{{variant}}/{{task}}/seeds{seeds_name}.log",
                 conda:
                     "../envs/mfql.yaml"
                 benchmark:
-                    f"benchmarks/{name}/{{task}}/seeds{seeds_name}.tsv"
+                    f"benchmarks/{name}/{{variant}}/{{task}}/seeds{seeds_name}.tsv"
                 threads: SUITE["threads"]
                 resources:
                     gpu=SUITE["gpu"],
@@ -70,10 +70,10 @@ for setting, name in TRAIN_RULES.items():
                     runtime=lambda wc, attempt, setting=setting, n=len(pack): job_runtime(setting, n, attempt),
                     cpus_per_task=SUITE["threads"],
                 params:
-                    out_dir=lambda wc, setting=setting: f"results/{setting}/{wc.task}",
+                    out_dir=lambda wc, setting=setting: f"results/{setting}/{wc.variant}/{wc.task}",
                     data_dir=DATA,
                     seeds=hydra_value(list(pack)),
-                    args=train_args(setting),
+                    args=lambda wc, setting=setting: train_options(setting, wc.variant, wc.task),
                 shell:
                     "python -m mfql.train task={wildcards.task} seeds={params.seeds:q} out_dir={params.out_dir:q} "
                     "data_dir={params.data_dir:q} threads={threads} {params.args:q} > {log:q} 2>&1"
@@ -82,10 +82,10 @@ for setting, name in TRAIN_RULES.items():
 rule run_files:
     # Cheap and local: the files of a finished run, written back from the copies inside its final.pt.
     input:
-        "results/{setting}/{task}/seed{seed}/final.pt",
+        "results/{setting}/{variant}/{task}/seed{seed}/final.pt",
     output:
-        **{n.replace(".", "_"): f"results/{{setting}}/{{task}}/seed{{seed}}/{n}" for n in RUN_LOG_FILES},
+        **{n.replace(".", "_"): f"results/{{setting}}/{{variant}}/{{task}}/seed{{seed}}/{n}" for n in RUN_LOG_FILES},
     log:
-        "logs/run_files/{setting}/{task}/seed{seed}.log",
+        "logs/run_files/{setting}/{variant}/{task}/seed{seed}.log",
     run:
         restore_run_files(input[0], log[0])

@@ -16,7 +16,8 @@ tables = {
     "o2o": (per_task(scores, "o2o"), "o2o", "Offline-to-online results, before -> after fine-tuning"),
 }
 for name, (table, setting, caption) in tables.items():
-    caption = f"{caption}: mean ± std over seeds (up to {n_seeds}); OGBench success %, D4RL normalized return"
+    caption = (f"{caption}, one column per variant: mean ± std over seeds (seeds, up to {n_seeds}); OGBench "
+               "success %, D4RL normalized return")
     out = snakemake.output  # noqa: F821
     atomic_write(out[f"{name}_csv"], lambda tmp, t=table: t.to_csv(tmp, index=False))
     shown = display_table(table, setting)
