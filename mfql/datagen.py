@@ -6,11 +6,14 @@ Writes ``<out_dir>/<dataset>.npz`` and ``<out_dir>/<dataset>-val.npz`` in OGBenc
 actions, terminals, qpos, qvel and, for scene/puzzle, button_states; one row per step, terminals = 1 on
 each episode's last row), so that ``ogbench.make_env_and_datasets(..., dataset_dir=<out_dir>)`` loads
 them. ``play`` datasets use the plan oracles, ``noisy`` ones the Markov oracles, as OGBench's generator.
+``visual-...`` datasets: the same oracles drive the environment from its privileged state; the observations
+are the environment's own 64x64x3 uint8 frames, rendered offscreen with EGL.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 from pathlib import Path
 
@@ -21,16 +24,17 @@ from mfql.config import ConfigError, check_out_dir, compose, require_int, run_cl
 from mfql.log import Progress, setup_logging
 
 log = logging.getLogger("mfql.datagen")
-DATASET_RE = re.compile(r"^(cube-(single|double|triple|quadruple)|scene|puzzle-(3x3|4x4|4x5|4x6))-(play|noisy)-v0$")
+DATASET_RE = re.compile(
+    r"^(visual-)?(cube-(single|double|triple|quadruple)|scene|puzzle-(3x3|4x4|4x5|4x6))-(play|noisy)-v0$")
 
 
 def parse_dataset(name: str) -> tuple[str, str]:
-    """cube-single-play-v0 -> ('cube-single-v0', 'play')."""
+    """cube-single-play-v0 -> ('cube-single-v0', 'play'); visual-scene-play-v0 -> ('visual-scene-v0', 'play')."""
     match = DATASET_RE.match(name)
     if not match:
         raise ConfigError(f"dataset={name!r} cannot be regenerated (valid: OGBench manipulation datasets "
-                          "<cube-single|cube-double|...|scene|puzzle-3x3|puzzle-4x4|...>-<play|noisy>-v0)")
-    return f"{match.group(1)}-v0", match.group(4)
+                          "[visual-]<cube-single|cube-double|...|scene|puzzle-3x3|puzzle-4x4|...>-<play|noisy>-v0)")
+    return f"{match.group(1) or ''}{match.group(2)}-v0", match.group(5)
 
 
 def make_oracles(env, env_name: str, kind: str, noise: float, noise_smoothing: float, min_norm: float) -> dict:
@@ -45,6 +49,7 @@ def make_oracles(env, env_name: str, kind: str, noise: float, noise_smoothing: f
 
     plan = dict(env=env, noise=noise, noise_smoothing=noise_smoothing)
     markov = dict(env=env, min_norm=min_norm)
+    env_name = env_name.removeprefix("visual-")  # the oracles act on the privileged state in `info`
     if env_name.startswith("cube"):
         return {"cube": CubePlanOracle(**plan) if kind == "play" else CubeMarkovOracle(**markov)}
     if env_name.startswith("puzzle"):
@@ -102,7 +107,8 @@ def collect(env_name: str, kind: str, episodes: int, episode_steps: int, seed: i
             bar.update()
     bar.close()
     env.close()
-    dtypes = {"terminals": np.float32, "button_states": np.int64}
+    dtypes = {"terminals": np.float32, "button_states": np.int64,
+              "observations": np.uint8 if env_name.startswith("visual-") else np.float32}
     return {k: np.asarray(v, dtype=dtypes.get(k, np.float32)) for k, v in out.items()}
 
 
@@ -115,6 +121,10 @@ def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def main(argv: list[str]) -> None:
+    # Visual datasets render every frame offscreen: MuJoCo's EGL backend (headless, no display; software
+    # rendering through Mesa where there is no GPU). Set before anything imports mujoco.
+    if not os.environ.get("MUJOCO_GL"):
+        os.environ["MUJOCO_GL"] = "egl"
     cfg = compose("datagen", argv)
     env_name, kind = parse_dataset(cfg.dataset)
     require_int(cfg, "episodes", 1)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+# Visual environments render offscreen; MuJoCo picks its GL backend when first imported, so before any test
+# module imports it: EGL (headless; Mesa's software renderer where there is no GPU).
+if not os.environ.get("MUJOCO_GL"):
+    os.environ["MUJOCO_GL"] = "egl"
 
 import numpy as np
 import pytest
