@@ -1,6 +1,7 @@
 """Speed benchmark: ``python -m mfql.bench [updates=...] [device=...] [compile=...]`` prints JSON.
 
-Per model (the paper's, the small CPU model, and FQL's networks with method=fql), on cube-single shapes
+Per model (the paper's, the small CPU model, FQL's networks with method=fql, and both methods' pixel networks
+behind impala_small encoders on 64x64x9 uint8 inputs), on cube-single shapes
 (obs 28, act 5, batch 256, K = 5): eager and compiled updates/s, kernels and host reads per update, compile
 time, peak device memory, GFLOP per update, one-step action latency and parameter counts. Then evaluation
 episodes/s on the real cube-single environment, played one at a time and in lockstep (in this process and
@@ -31,6 +32,7 @@ from mfql.networks import count_params
 
 OBS_DIM, ACTION_DIM = 28, 5
 EVAL_TASK = "cube-single-play-singletask-task1-v0"
+PIXEL_SHAPE = (64, 64, 9)  # the pixel tasks' observations: 3 stacked 64x64x3 frames
 
 
 class HostReads(TorchDispatchMode):
@@ -52,14 +54,20 @@ class HostReads(TorchDispatchMode):
         return func(*args, **kwargs)
 
 
-def synthetic_batch(batch_size: int, device: torch.device) -> dict[str, torch.Tensor]:
+def synthetic_obs(batch_size: int, pixels: bool, generator: torch.Generator) -> torch.Tensor:
+    if pixels:  # three stacked 64x64x3 frames, uint8, as the pixel buffer returns them
+        return torch.randint(0, 256, (batch_size, *PIXEL_SHAPE), dtype=torch.uint8, generator=generator)
+    return torch.randn(batch_size, OBS_DIM, generator=generator)
+
+
+def synthetic_batch(batch_size: int, device: torch.device, pixels: bool = False) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     batch = {
-        "observations": torch.randn(batch_size, OBS_DIM, generator=g),
+        "observations": synthetic_obs(batch_size, pixels, g),
         "actions": torch.rand(batch_size, ACTION_DIM, generator=g) * 2 - 1,
         "rewards": -torch.rand(batch_size, generator=g),
         "masks": torch.ones(batch_size),
-        "next_observations": torch.randn(batch_size, OBS_DIM, generator=g),
+        "next_observations": synthetic_obs(batch_size, pixels, g),
     }
     return {k: v.to(device) for k, v in batch.items()}
 
@@ -122,21 +130,24 @@ def bench_update(agent: Agent, batch: dict, updates: int, device: torch.device) 
             else None}
 
 
-def make_bench_agent(model: str, device: torch.device, compile: bool, method: str = "mfql") -> Agent:
-    cfg = compose("train", [f"task={EVAL_TASK}", "out_dir=.", f"model={model}", f"method={method}"]).agent
+def make_bench_agent(model: str, device: torch.device, compile: bool, method: str = "mfql",
+                     pixels: bool = False) -> Agent:
+    encoder = ["agent.encoder=impala_small"] if pixels else []  # as the pixel tasks' files set it
+    cfg = compose("train", [f"task={EVAL_TASK}", "out_dir=.", f"model={model}", f"method={method}", *encoder]).agent
     torch.manual_seed(0)
-    return make_agent(method, cfg, OBS_DIM, ACTION_DIM, np.zeros(OBS_DIM), np.ones(OBS_DIM), 1_000_000, device,
-                      compile)
+    obs = PIXEL_SHAPE if pixels else OBS_DIM
+    return make_agent(method, cfg, obs, ACTION_DIM, np.zeros(1 if pixels else OBS_DIM),
+                      np.ones(1 if pixels else OBS_DIM), 1_000_000, device, compile)
 
 
 def bench_model(model: str, device: torch.device, updates: int, act_repeats: int, compile: bool,
-                method: str = "mfql") -> dict:
-    agent = make_bench_agent(model, device, compile=False, method=method)
-    batch = synthetic_batch(agent.cfg.batch_size, device)
+                method: str = "mfql", pixels: bool = False) -> dict:
+    agent = make_bench_agent(model, device, compile=False, method=method, pixels=pixels)
+    batch = synthetic_batch(agent.cfg.batch_size, device, pixels)
     out = {"eager": bench_update(agent, batch, updates, device)}
     if compile:
-        out["compiled"] = bench_update(make_bench_agent(model, device, compile=True, method=method), batch, updates,
-                                       device)
+        out["compiled"] = bench_update(make_bench_agent(model, device, compile=True, method=method, pixels=pixels),
+                                       batch, updates, device)
         out["compiled_speedup"] = out["compiled"]["updates_per_s"] / out["eager"]["updates_per_s"]
     with FlopCounterMode(display=False) as counter:
         agent.update(batch, 1)
@@ -144,7 +155,7 @@ def bench_model(model: str, device: torch.device, updates: int, act_repeats: int
                critic_params=count_params(agent.critic), batch_size=agent.cfg.batch_size,
                num_candidates=agent.candidates)
     for batch_size in (1, 50):
-        obs = torch.randn(batch_size, OBS_DIM, device=device)
+        obs = synthetic_obs(batch_size, pixels, torch.Generator().manual_seed(1)).to(device)
         act = lambda obs=obs: agent.act(obs)  # noqa: E731
         out[f"act_latency_ms_batch{batch_size}"] = 1e3 * timed(act, act_repeats, device)
     return out
@@ -265,6 +276,11 @@ def main(argv: list[str]) -> None:
         "small": bench_model("small", device, cfg.updates * 4, cfg.act_repeats, compile),
         # FQL (method=fql) with FQL's own networks (4 x 512 MLPs), beside MeanFlow-QL's paper model
         "fql": bench_model("paper", device, cfg.updates * 2, cfg.act_repeats, compile, method="fql"),
+        # the pixel tasks' networks: each behind its own impala_small encoder, 64x64x9 uint8 inputs
+        "pixels_mfql": bench_model("paper", device, max(2, cfg.updates // 4), cfg.act_repeats // 5,
+                                   compile and device.type == "cuda", pixels=True),
+        "pixels_fql": bench_model("paper", device, max(2, cfg.updates // 4), cfg.act_repeats // 5,
+                                  compile and device.type == "cuda", method="fql", pixels=True),
         "evaluation": bench_evaluation("paper", device, cfg.eval_episodes, cfg.eval_env_steps,
                                        list(cfg.eval_env_workers)),
     }

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from mfql.data import KEYS
+from mfql.pixels import FrameStore, random_shift
 
 
 def offline_storage(dataset: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
@@ -82,10 +83,55 @@ class ReplayBuffer:
         self.size = min(self.num_offline + self.num_online, self.max_rows)
 
 
-def sample_packed(buffers: list[ReplayBuffer], batch_size: int,
-                  generators: list[torch.Generator]) -> dict[str, torch.Tensor]:
+class PixelBuffer:
+    """The offline buffer of a pixel task (pixel tasks are offline only): frames once as uint8 (on the device
+    when they fit in a quarter of its free memory, else in pinned host memory), stacks built from indices,
+    FQL's random-shift augmentation on each batch drawn. ``offline``: the frame store shared by a packed job."""
+
+    def __init__(self, dataset: dict[str, np.ndarray], frame_stack: int, p_aug: float | None, device: torch.device,
+                 offline: FrameStore | None = None):
+        self.store = offline if offline is not None else pixel_storage(dataset, frame_stack, device)
+        rows = self.store.transitions
+        self.rows = {key: torch.as_tensor(dataset[key], dtype=torch.float32).to(device)[rows]
+                     for key in ("actions", "rewards", "masks")}
+        self.num_offline = self.size = len(rows)
+        self.num_online = 0
+        self.p_aug = p_aug or 0.0
+        self.device = device
+
+    def gather(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        obs, next_obs = self.store.observations(idx)
+        return {"observations": obs, "next_observations": next_obs, **{k: v[idx] for k, v in self.rows.items()}}
+
+    def positions(self, batch_size: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randint(0, self.size, (batch_size,), device=self.device, generator=generator)
+
+    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        batch = self.gather(self.positions(batch_size, generator))
+        if self.p_aug > 0:
+            batch["observations"], batch["next_observations"] = random_shift(
+                batch["observations"], batch["next_observations"], generator, self.p_aug)
+        return batch
+
+    def online_state(self) -> dict:
+        return {"num_online": 0, "rows": {}}
+
+    def load_online_state(self, state: dict) -> None:
+        pass
+
+
+def pixel_storage(dataset: dict[str, np.ndarray], frame_stack: int, device: torch.device) -> FrameStore:
+    frames = dataset["frames"]
+    on_device = device.type != "cuda" or frames.nbytes < torch.cuda.mem_get_info(device)[0] // 4
+    return FrameStore(frames, dataset["ends"], frame_stack, device, on_device=on_device)
+
+
+def sample_packed(buffers: list, batch_size: int, generators: list[torch.Generator]) -> dict[str, torch.Tensor]:
     """One batch per (buffer, generator), stacked on a leading seed axis: each the batch ``buffer.sample``
     would draw with that generator. ``buffers`` share one offline storage (or are one buffer)."""
+    if isinstance(buffers[0], PixelBuffer):  # each seed its own positions and augmentation draws
+        per_seed = [b.sample(batch_size, g) for b, g in zip(buffers, generators)]
+        return {key: torch.stack([rows[key] for rows in per_seed]) for key in per_seed[0]}
     idx = torch.stack([b.positions(batch_size, g) for b, g in zip(buffers, generators)])
     if all(b is buffers[0] for b in buffers) or all(b.num_online == 0 for b in buffers):
         return buffers[0].gather(idx)  # one gather from the shared rows for every seed

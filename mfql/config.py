@@ -25,6 +25,8 @@ TASK_RE = re.compile(r"^[a-z0-9][a-z0-9x-]*-v[0-9]$")
 # Agent keys only FQL reads: a MeanFlow-QL run's key leaves them (and method=mfql) out, so that it is the key
 # the same run had before FQL existed.
 FQL_ONLY_KEYS = ("flow_steps", "fql_actor_hidden_dims", "fql_actor_layer_norm", "fql_lr")
+# Top-level keys of pixel runs only; a state run's key leaves them out (null), as before pixels existed.
+PIXEL_KEYS = ("frame_stack", "p_aug")
 PLACEMENT_KEYS = ("out_dir", "data_dir", "device", "threads", "tracker", "overwrite", "compile", "eval_envs",
                   "env_workers", "seeds")
 
@@ -188,9 +190,6 @@ def train_config(argv: list[str]) -> DictConfig:
     """Compose the run config: train.yaml <- task file (offline, then o2o section if online) <- command line."""
     cfg = compose("train", argv)
     task = load_task(cfg.task)
-    if task.get("visual", False):
-        raise ConfigError(f"task={cfg.task!r} is pixel-based and needs an image encoder, which mfql does not have "
-                          "yet (valid: the 68 state-based tasks of config/mfql/tasks/)")
     online = int(cfg.online_steps) > 0
     section = "fql" if cfg.method == "fql" else "agent"  # the method's own per-task values
     layers = [cfg, {"agent": task.get(section, {})}]
@@ -205,6 +204,15 @@ def train_config(argv: list[str]) -> DictConfig:
     merged.suite = task.suite
     merged.env_group = task.env_group
     merged.dataset = task.dataset
+    for key in PIXEL_KEYS:  # the task file's pixel settings, unless the command line gives its own
+        if key in task and not any(a.startswith(f"{key}=") for a in argv):
+            merged[key] = task[key]
+    if task.get("visual", False) and online:
+        raise ConfigError(f"online_steps={cfg.online_steps} is not valid for the pixel task {cfg.task} (valid: 0; "
+                          "pixel tasks are offline only in FQL's and MeanFlow-QL's protocols)")
+    if task.get("visual", False) != (merged.agent.encoder is not None):
+        raise ConfigError(f"agent.encoder={merged.agent.encoder} is not valid for task {cfg.task} (valid: "
+                          + ("an image encoder, e.g. impala_small)" if task.get("visual", False) else "null)"))
     validate_train(merged)
     return merged
 
@@ -227,6 +235,13 @@ def validate_train(cfg: DictConfig) -> None:
                 "agent.actor_num_heads"):
         require_int(cfg, key, 1)
     require_int(cfg, "env_max_steps", 1, nullable=True)
+    require_int(cfg, "frame_stack", 1, nullable=True)
+    if cfg.p_aug is not None and not (_is_number(cfg.p_aug) and 0 <= cfg.p_aug <= 1):
+        raise _type_error("p_aug", cfg.p_aug, "null or a probability in [0, 1]")
+    from mfql.encoders import ENCODERS
+
+    if cfg.agent.encoder is not None and cfg.agent.encoder not in ENCODERS:
+        raise _type_error("agent.encoder", cfg.agent.encoder, f"null or one of {', '.join(ENCODERS)}")
     for key in ("agent.lr", "agent.alpha", "agent.tau", "agent.sigma", "agent.grad_clip", "agent.target_clip"):
         require_positive(cfg, key)
     require_positive(cfg, "agent.critic_lr", nullable=True)

@@ -122,6 +122,35 @@ def load_ogbench(task: str, data_dir: str | Path, verify: bool = True):
     return env, dataset
 
 
+def load_ogbench_pixels(task: str, data_dir: str | Path, verify: bool = True):
+    """Environment and frames of a visual OGBench task, every frame once: ogbench's own loader in its compact
+    mode (uint8 observations, no next_observations copy), relabelled for the task by ogbench. Returns
+    {frames [M, H, W, C] uint8, ends [M] (1 on each trajectory's last frame, which starts no transition),
+    actions, rewards, masks [M, ...] (row t: the transition from frame t)}."""
+    import ogbench
+
+    files = dataset_files(task, "ogbench", data_dir)
+    if verify:
+        check_dataset(task, "ogbench", data_dir)
+    try:
+        env, train, _ = ogbench.make_env_and_datasets(
+            task, dataset_dir=str(files[0].parent), compact_dataset=True, success_timing="post")
+    except BROKEN_FILE_ERRORS as exc:
+        how = missing_data_message(task, "ogbench", data_dir).split("; ", 1)[1]
+        raise DatasetError(f"dataset files {files[0]} / {files[1].name} cannot be read ({type(exc).__name__}); "
+                           f"get them again: {how}") from None
+    frames = train["observations"]
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1:] != env.observation_space.shape:
+        raise DatasetError(f"dataset {files[0]}: 'observations' are {frames.dtype} {frames.shape}, the "
+                           f"environment's frames uint8 {env.observation_space.shape}")
+    dataset = {"frames": frames, "ends": 1.0 - np.asarray(train["valids"], dtype=np.float32),
+               "actions": np.clip(np.asarray(train["actions"], dtype=np.float32), -1 + ACTION_CLIP_EPS,
+                                  1 - ACTION_CLIP_EPS),
+               "rewards": np.asarray(train["rewards"], dtype=np.float32),
+               "masks": np.asarray(train["masks"], dtype=np.float32)}
+    return env, dataset
+
+
 def validate_transitions(dataset: dict[str, np.ndarray], env, source: str) -> None:
     """Shapes, lengths and finite values of the transition arrays, and their widths against the environment."""
     rows = len(dataset["observations"])
@@ -163,6 +192,8 @@ def flatten_obs(obs) -> np.ndarray:
     """Minari antmaze observations are dicts; D4RL's layout is (x, y) followed by the rest of the state."""
     if isinstance(obs, dict):
         return np.concatenate([obs["achieved_goal"], obs["observation"]], axis=-1).astype(np.float32)
+    if getattr(obs, "dtype", None) == np.uint8:
+        return obs  # pixel frames stay uint8
     return np.asarray(obs, dtype=np.float32)
 
 

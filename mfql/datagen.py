@@ -13,7 +13,6 @@ are the environment's own 64x64x3 uint8 frames, rendered offscreen with EGL.
 from __future__ import annotations
 
 import logging
-import os
 import re
 from pathlib import Path
 
@@ -121,10 +120,6 @@ def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def main(argv: list[str]) -> None:
-    # Visual datasets render every frame offscreen: MuJoCo's EGL backend (headless, no display; software
-    # rendering through Mesa where there is no GPU). Set before anything imports mujoco.
-    if not os.environ.get("MUJOCO_GL"):
-        os.environ["MUJOCO_GL"] = "egl"
     cfg = compose("datagen", argv)
     env_name, kind = parse_dataset(cfg.dataset)
     require_int(cfg, "episodes", 1)

@@ -26,17 +26,19 @@ class EnvSpec:
     suite: str
     data_dir: str
     max_steps: int | None = None
+    frame_stack: int | None = None
 
     def make(self, minari_dataset=None):
         if self.suite != "ogbench" and minari_dataset is None:
             from mfql.data import minari_dataset_of
 
             minari_dataset = minari_dataset_of(self.task, self.data_dir, verify=False)  # checked by the job
-        return make_env(self.task, self.suite, minari_dataset, self.max_steps)
+        return make_env(self.task, self.suite, minari_dataset, self.max_steps, self.frame_stack)
 
 
 def step_env(env, action) -> tuple:
-    """(float32 observation, reward, terminated, truncated, success or None): all a caller uses of a step."""
+    """(observation: float32, or uint8 frames; reward, terminated, truncated, success or None): all a caller
+    uses of a step."""
     obs, reward, terminated, truncated, info = env.step(action)
     return flatten_obs(obs), float(reward), bool(terminated), bool(truncated), info.get("success")
 

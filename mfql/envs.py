@@ -5,10 +5,46 @@ from __future__ import annotations
 import numpy as np
 
 
-def make_env(task: str, suite: str, minari_dataset=None, max_steps: int | None = None):
+class FrameStack:
+    """The last ``count`` frames of a pixel environment concatenated on the channel axis, oldest first; a reset
+    repeats the first frame (as FQL's FrameStackWrapper and as the training stacks are built)."""
+
+    def __init__(self, env, count: int):
+        import gymnasium
+
+        self.env, self.count, self.frames = env, count, []
+        space = env.observation_space
+        self.observation_space = gymnasium.spaces.Box(0, 255, (*space.shape[:-1], space.shape[-1] * count),
+                                                      np.uint8)
+        self.action_space = env.action_space
+
+    def stacked(self) -> np.ndarray:
+        return np.concatenate(self.frames, axis=-1)
+
+    def reset(self, **kwargs):
+        ob, info = self.env.reset(**kwargs)
+        self.frames = [ob] * self.count
+        return self.stacked(), info
+
+    def step(self, action):
+        ob, reward, terminated, truncated, info = self.env.step(action)
+        self.frames = [*self.frames[1:], ob]
+        return self.stacked(), reward, terminated, truncated, info
+
+    def close(self):
+        self.env.close()
+
+    @property
+    def unwrapped(self):
+        return self.env.unwrapped
+
+
+def make_env(task: str, suite: str, minari_dataset=None, max_steps: int | None = None,
+             frame_stack: int | None = None):
     """A fresh environment of the task. OGBench: single-task env with success computed after the step
     (``success_timing='post'``, the 1.1.0 semantics the paper used). D4RL: Minari's evaluation env.
-    ``max_steps`` shortens episodes (quick CPU runs and tests only; the paper uses the envs' own limits)."""
+    ``max_steps`` shortens episodes (quick CPU runs and tests only; the paper uses the envs' own limits);
+    ``frame_stack``: pixel tasks' stacked frames."""
     if suite == "ogbench":
         import ogbench
 
@@ -19,7 +55,7 @@ def make_env(task: str, suite: str, minari_dataset=None, max_steps: int | None =
         from gymnasium.wrappers import TimeLimit
 
         env = TimeLimit(env, max_steps)
-    return env
+    return FrameStack(env, frame_stack) if frame_stack else env
 
 
 def online_reward(task: str, reward: float) -> float:

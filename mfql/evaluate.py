@@ -124,7 +124,8 @@ def main(argv: list[str]) -> None:
     agent, run_cfg, meta = agent_from_checkpoint(path)
     data_dir = cfg.data_dir if cfg.data_dir is not None else run_cfg.data_dir
     minari_dataset = minari_dataset_of(run_cfg.task, data_dir) if run_cfg.suite != "ogbench" else None
-    pool = EnvPool(EnvSpec(run_cfg.task, run_cfg.suite, str(data_dir), run_cfg.env_max_steps),
+    pool = EnvPool(EnvSpec(run_cfg.task, run_cfg.suite, str(data_dir), run_cfg.env_max_steps,
+                           run_cfg.get("frame_stack")),
                    min(cfg.envs, cfg.episodes), cfg.env_workers, minari_dataset)
     try:
         scores = run_episodes(agent, pool, run_cfg.suite, cfg.episodes, cfg.seed, minari_dataset, progress=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from mfql.checkpoint import CheckpointError, file_sha256, load_final, load_state, write_json, write_text
-from mfql.config import FQL_ONLY_KEYS, PLACEMENT_KEYS, ConfigError, RunError
+from mfql.config import FQL_ONLY_KEYS, PIXEL_KEYS, PLACEMENT_KEYS, ConfigError, RunError
 
 log = logging.getLogger("mfql.runfolder")
 CSV_FILES = ("train.csv", "eval.csv")
@@ -31,6 +31,10 @@ def run_key(cfg: DictConfig, data_sha256: str) -> str:
     plain = OmegaConf.to_container(cfg, resolve=True)
     for key in PLACEMENT_KEYS:
         plain.pop(key, None)
+    if plain["agent"].get("encoder") is None:  # a state run: the key it had before pixel runs existed
+        plain["agent"].pop("encoder", None)
+        for key in PIXEL_KEYS:
+            plain.pop(key, None)
     if plain.get("method", "mfql") == "mfql":
         plain.pop("method", None)
         for key in FQL_ONLY_KEYS:

@@ -21,7 +21,7 @@ import torch
 from omegaconf import OmegaConf
 
 from mfql.agents import make_agent
-from mfql.buffer import ReplayBuffer, offline_storage, sample_packed
+from mfql.buffer import PixelBuffer, ReplayBuffer, offline_storage, pixel_storage, sample_packed
 from mfql.checkpoint import (
     file_sha256,
     load_state,
@@ -34,7 +34,7 @@ from mfql.checkpoint import (
     write_text,
 )
 from mfql.config import RunError, check_in_dir, check_out_dir, run_cli, train_config
-from mfql.data import check_dataset, dataset_files, load_minari, load_ogbench, observation_stats
+from mfql.data import check_dataset, dataset_files, load_minari, load_ogbench, load_ogbench_pixels, observation_stats
 from mfql.devices import device_name, resolve_device, set_matmul_precision, set_threads
 from mfql.envpool import EnvPool, EnvSpec
 from mfql.envs import metric_name, online_reward
@@ -89,14 +89,21 @@ class Run:
         self.rng = torch.Generator(device=self.device).manual_seed(cfg.seed)
 
         self.minari_dataset, dataset, offline = shared if shared is not None else (*load_data(cfg), None)
-        self.obs_dim = dataset["observations"].shape[1]
         self.action_dim = dataset["actions"].shape[1]
-        padded = cfg.buffer_size if self.official else None
-        mean, std = observation_stats(dataset["observations"], padded)
+        if cfg.agent.encoder is not None:  # pixels: frames [H, W, C] stacked on channels, no statistics
+            height, width, channels = dataset["frames"].shape[1:]
+            self.obs_dim = [height, width, channels * cfg.frame_stack]
+            mean, std = np.zeros(1, np.float32), np.ones(1, np.float32)
+        else:
+            self.obs_dim = dataset["observations"].shape[1]
+            padded = cfg.buffer_size if self.official else None
+            mean, std = observation_stats(dataset["observations"], padded)
         self.compiled = compile_choice(cfg, device) if compile is None else compile
         self.agent = make_agent(cfg.method, cfg.agent, self.obs_dim, self.action_dim, mean, std, cfg.offline_steps,
                                 self.device, compile=self.compiled and shared is None)
-        self.buffer = ReplayBuffer(dataset, cfg.buffer_size, cfg.online_steps, self.device, offline)
+        self.buffer = (PixelBuffer(dataset, cfg.frame_stack, cfg.p_aug, self.device, offline)
+                       if cfg.agent.encoder is not None else
+                       ReplayBuffer(dataset, cfg.buffer_size, cfg.online_steps, self.device, offline))
         self.owns_envs = envs is None
         self.eval_envs, self.online_envs, self.online_index = envs if envs is not None else (
             *make_pools([cfg], self.minari_dataset), 0)
@@ -332,7 +339,7 @@ def make_pools(cfgs: list, minari_dataset) -> tuple:
     """(evaluation pool, online pool or None) for the runs of ``cfgs`` (one run, or a packed job's seeds: they
     evaluate one after another, so they share the evaluation environments; each has its own online one)."""
     cfg = cfgs[0]
-    spec = EnvSpec(cfg.task, cfg.suite, str(cfg.data_dir), cfg.env_max_steps)
+    spec = EnvSpec(cfg.task, cfg.suite, str(cfg.data_dir), cfg.env_max_steps, cfg.frame_stack)
     eval_pool = EnvPool(spec, min(cfg.eval_envs, cfg.eval_episodes), cfg.env_workers, minari_dataset)
     online = EnvPool(spec, len(cfgs), cfg.env_workers, minari_dataset) if cfg.online_steps > 0 else None
     return eval_pool, online
@@ -356,6 +363,8 @@ def compile_choice(cfg, device: torch.device) -> bool:
 
 def load_data(cfg) -> tuple:
     """(Minari dataset or None, arrays) of the run's task, read once (the checksums were checked before)."""
+    if cfg.agent.encoder is not None:
+        return None, load_ogbench_pixels(cfg.task, cfg.data_dir, verify=False)[1]
     if cfg.suite == "ogbench":
         return None, load_ogbench(cfg.task, cfg.data_dir, verify=False)[1]
     return load_minari(cfg.task, cfg.data_dir, verify=False)
@@ -435,7 +444,8 @@ def main(argv: list[str]) -> None:
             runs.append(Run(cfg, claimed[0][1], data_sha256, device))
         else:
             minari_dataset, dataset = load_data(cfg)
-            shared = (minari_dataset, dataset, offline_storage(dataset, device))
+            shared = (minari_dataset, dataset, pixel_storage(dataset, cfg.frame_stack, device)
+                      if cfg.agent.encoder is not None else offline_storage(dataset, device))
             eval_pool, online_pool = make_pools([c for c, _, _, _ in claimed], minari_dataset)
             runs = [Run(run_cfg, key, data_sha256, device, shared, compile_choice(cfg, device),
                         (eval_pool, online_pool, index)) for index, (run_cfg, key, _, _) in enumerate(claimed)]

@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
-
-# Visual environments render offscreen; MuJoCo picks its GL backend when first imported, so before any test
-# module imports it: EGL (headless; Mesa's software renderer where there is no GPU).
-if not os.environ.get("MUJOCO_GL"):
-    os.environ["MUJOCO_GL"] = "egl"
 
 import numpy as np
 import pytest
@@ -63,6 +57,16 @@ def ogbench_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("data") / "ogbench"
     run_module("mfql.datagen", "dataset=cube-single-play-v0", "episodes=4", "episode_steps=100",
                f"out_dir={out}", "seed=0")
+    return out
+
+
+@pytest.fixture(scope="session")
+def visual_dir(tmp_path_factory) -> Path:
+    """visual-cube-single-play-v0 rebuilt by mfql.datagen, frames rendered with EGL: 2 train + 1 val
+    episodes of 15 steps (48 frames)."""
+    out = tmp_path_factory.mktemp("visual") / "ogbench"
+    run_module("mfql.datagen", "dataset=visual-cube-single-play-v0", "episodes=2", "episode_steps=15",
+               "val_episodes=1", f"out_dir={out}", "seed=0")
     return out
 
 

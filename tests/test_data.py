@@ -40,27 +40,29 @@ def test_regenerated_data_loads_through_ogbench_and_relabels_per_task(ogbench_di
     assert not np.allclose(goals[1], goals[2])  # each task has its own goal
 
 
-def test_regenerated_visual_dataset_loads_through_ogbench(tmp_path):
+def test_regenerated_visual_dataset_loads_through_ogbench(visual_dir):
     """A tiny visual-cube-single dataset from mfql.datagen (frames rendered with EGL) in OGBench's layout:
-    ogbench's own loader reads it and relabels it for a task."""
+    ogbench's own loader reads it and relabels it for a task; ours keeps every frame once."""
     import ogbench
 
-    from tests.conftest import run_module
+    from mfql.data import load_ogbench_pixels
 
-    out = tmp_path / "ogbench"
-    run_module("mfql.datagen", "dataset=visual-cube-single-play-v0", "episodes=1", "episode_steps=12",
-               "val_episodes=1", f"out_dir={out}", "seed=0")
-    raw = np.load(out / "visual-cube-single-play-v0.npz")
-    assert raw["observations"].shape == (13, 64, 64, 3) and raw["observations"].dtype == np.uint8
-    assert raw["qpos"].shape == (13, 21) and raw["terminals"].tolist() == [0] * 12 + [1]
+    raw = np.load(visual_dir / "visual-cube-single-play-v0.npz")
+    assert raw["observations"].shape == (32, 64, 64, 3) and raw["observations"].dtype == np.uint8
+    assert raw["qpos"].shape == (32, 21) and raw["terminals"].tolist() == ([0] * 15 + [1]) * 2
     assert raw["observations"].std() > 1  # rendered images, not blank frames
     env, train, _ = ogbench.make_env_and_datasets("visual-cube-single-play-singletask-task1-v0",
-                                                  dataset_dir=str(out))
-    assert train["observations"].shape == (12, 64, 64, 3) and train["observations"].dtype == np.uint8
-    np.testing.assert_array_equal(train["next_observations"][:-1], train["observations"][1:])
-    assert train["rewards"].shape == (12,) and set(np.unique(train["rewards"])) <= {-1.0, 0.0}
+                                                  dataset_dir=str(visual_dir))
+    assert train["observations"].shape == (30, 64, 64, 3) and train["observations"].dtype == np.uint8
+    np.testing.assert_array_equal(train["next_observations"][:14], train["observations"][1:15])  # episode 1
+    assert train["rewards"].shape == (30,) and set(np.unique(train["rewards"])) <= {-1.0, 0.0}
     ob, _ = env.reset(seed=0)
     assert ob.shape == (64, 64, 3) and ob.dtype == np.uint8
+    _, ours = load_ogbench_pixels("visual-cube-single-play-singletask-task1-v0", visual_dir.parent)
+    np.testing.assert_array_equal(ours["frames"], raw["observations"])  # all 32 frames, once
+    keep = ours["ends"] == 0
+    np.testing.assert_array_equal(ours["rewards"][keep], train["rewards"])  # ogbench's relabelling
+    np.testing.assert_array_equal(ours["actions"][keep], np.clip(train["actions"], -1 + 1e-5, 1 - 1e-5))
 
 
 def test_missing_ogbench_data_names_both_ways_to_get_it(tmp_path):

@@ -15,6 +15,7 @@ import torch
 from torch.func import grad_and_value
 from torch.utils._pytree import tree_leaves
 
+from mfql.encoders import ENCODERS, make_encoder
 from mfql.networks import Critic
 
 Batch = dict[str, torch.Tensor]
@@ -34,6 +35,18 @@ def compile_update(update, device: torch.device, written: list[torch.Tensor]):
     return torch.compile(update, fullgraph=True, dynamic=False, mode="reduce-overhead")
 
 
+class Encoded(torch.nn.Module):
+    """A network on encoded images: ``net(encoder(images), *rest)``, the encoder owned by this network (FQL
+    gives the critic and each actor network its own encoder, trained by that network's loss only)."""
+
+    def __init__(self, encoder: torch.nn.Module, net: torch.nn.Module):
+        super().__init__()
+        self.encoder, self.net = encoder, net
+
+    def forward(self, images: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
+        return self.net(self.encoder(images), *rest)
+
+
 class Agent:
     PROGRESS: tuple[str, ...] = ("critic/loss",)  # metrics shown beside the progress bar
 
@@ -42,14 +55,20 @@ class Agent:
         """Noise draws per action (``act``'s ``noises`` is ``[candidates, B, A]``)."""
         return 1
 
-    def __init__(self, cfg, obs_dim: int, action_dim: int, obs_mean, obs_std, pretrain_steps: int,
+    def __init__(self, cfg, obs_dim: int | tuple, action_dim: int, obs_mean, obs_std, pretrain_steps: int,
                  device: str | torch.device = "cpu", compile: bool = False):
+        """``obs_dim``: the width of state observations, or the (H, W, C) shape of (stacked) images when
+        ``cfg.encoder`` names an image encoder."""
         self.cfg = cfg
         self.device = torch.device(device)
         self.action_dim = action_dim
         self.pretrain_steps = pretrain_steps
-        self.actor = self.make_actor(obs_dim, action_dim).to(self.device)  # first: the seed's first draws
-        self.critic = Critic(obs_dim, action_dim, tuple(cfg.critic_hidden_dims), cfg.num_q_heads).to(self.device)
+        self.image_shape = tuple(obs_dim) if cfg.get("encoder") else None
+        features = ENCODERS[cfg.encoder]["mlp_hidden_dims"][-1] if self.image_shape else obs_dim
+        # first the actor: the seed's first draws
+        self.actor = self.with_encoder(self.make_actor(features, action_dim)).to(self.device)
+        self.critic = self.with_encoder(Critic(features, action_dim, tuple(cfg.critic_hidden_dims),
+                                               cfg.num_q_heads)).to(self.device)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.obs_mean = torch.as_tensor(obs_mean, dtype=torch.float32).to(self.device)
         self.obs_std = torch.as_tensor(obs_std, dtype=torch.float32).to(self.device)
@@ -66,13 +85,36 @@ class Agent:
     def make_actor(self, obs_dim: int, action_dim: int) -> torch.nn.Module:
         raise NotImplementedError
 
+    def with_encoder(self, module: torch.nn.Module) -> torch.nn.Module:
+        """For pixel observations, each network (each of a ModuleDict's) behind an encoder of its own."""
+        if self.image_shape is None:
+            return module
+        if isinstance(module, torch.nn.ModuleDict):
+            return torch.nn.ModuleDict({name: self.with_encoder(net) for name, net in module.items()})
+        return Encoded(make_encoder(self.cfg.encoder, self.image_shape), module)
+
     def setup(self) -> None:
         raise NotImplementedError
 
     def params(self) -> Params:
         return {"actor": dict(self.actor.named_parameters()), "critic": dict(self.critic.named_parameters())}
 
+    def encoded(self, module: torch.nn.Module, params: dict | None, obs: torch.Tensor):
+        """(network, its parameters or None, its input) with pixel observations encoded once: the encoder of an
+        ``Encoded`` network applied here, its inner network returned, for callers that use the encoding many
+        times (best-of-K candidates, Euler steps). State observations pass through unchanged."""
+        if self.image_shape is None:
+            return module, params, obs
+        def part(name):
+            return None if params is None else {k[len(name) + 1:]: v for k, v in params.items()
+                                                 if k.startswith(name + ".")}
+        enc = part("encoder")
+        obs = module.encoder(obs) if enc is None else torch.func.functional_call(module.encoder, enc, (obs,))
+        return module.net, part("net"), obs
+
     def normalize(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.image_shape is not None:
+            return obs  # images: uint8, scaled by the encoder; no statistics (as FQL)
         return (obs - self.obs_mean) / self.obs_std
 
     def noise(self, *shape: int, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -74,11 +74,18 @@ class MeanFlowQL(Agent):
         (default: the agent's own) gives the actor and target critic parameters.
         """
         num, batch = noises.shape[:2]
-        obs_rep = obs_n.unsqueeze(0).expand(num, -1, -1).reshape(num * batch, -1)
-        actor = state["actor"] if state is not None else None
-        actions = self.one_step(obs_rep, noises.reshape(num * batch, -1), actor).clamp(-1.0, 1.0)
+
+        def repeat(x):  # [B, ...] -> [K * B, ...], candidate-major
+            return x.unsqueeze(0).expand(num, *x.shape).reshape(num * batch, *x.shape[1:])
+
+        # pixels: each network's encoder runs once on the B images, not on K copies
+        actor, actor_params, actor_in = self.encoded(self.actor, state["actor"] if state is not None else None, obs_n)
         target = state["target"] if state is not None else dict(self.target_critic.named_parameters())
-        q = functional_call(self.target_critic, target, (obs_rep, actions)).reshape(-1, num, batch)
+        critic, target, critic_in = self.encoded(self.target_critic, target, obs_n)
+        inputs = (repeat(actor_in), noises.reshape(num * batch, -1), torch.ones(num * batch, device=noises.device))
+        actions = (actor(*inputs) if actor_params is None else functional_call(actor, actor_params, inputs))
+        actions = actions.clamp(-1.0, 1.0)
+        q = functional_call(critic, target, (repeat(critic_in), actions)).reshape(-1, num, batch)
         best = q.mean(0).argmax(0)
         cols = torch.arange(batch, device=obs_n.device)
         return actions.reshape(num, batch, -1)[best, cols], q[:, best, cols]
