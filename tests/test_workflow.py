@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 
+import numpy as np
 import pandas as pd
 import pytest
 from omegaconf import OmegaConf
@@ -326,3 +327,21 @@ def test_sweep_writes_the_overlay_and_a_later_suite_trains_with_it(tmp_path):
     snakemake(*use, "--cores", "2", f"{run}/config.yaml")
     cfg = OmegaConf.load(tmp_path / run / "config.yaml")
     assert cfg.agent.alpha == best["cube-single"] and cfg.agent.num_candidates == 1 and cfg.method == "mfql"
+
+
+def test_reduced_visual_suite_runs_packed_pixel_jobs_of_both_methods(tmp_path):
+    """A pixel task through the pipeline: its dataset regenerated with rendered frames, one packed job per
+    method training seeds 0 and 1, each run evaluated."""
+    args = ["--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "--configfile", str(CI_CONFIG),
+            str(ROOT / "tests/workflow/visual.yaml"), "--config", "suite=visual_ci"]
+    counts = job_counts(snakemake(*args, "-n", "runs").stdout)
+    assert counts["train_offline_seeds_0_1"] == 2 and counts["fetch_ogbench"] == 1
+    snakemake(*args, "--cores", "2", "runs")
+    task = "visual-cube-single-play-singletask-task1-v0"
+    for variant in ("mfql", "fql"):
+        for seed in (0, 1):
+            run = tmp_path / f"results/offline/{variant}/{task}/seed{seed}"
+            assert (run / "final_eval.json").is_file() and (run / "eval.csv").is_file()
+            assert OmegaConf.load(run / "config.yaml").agent.encoder == "impala_small"
+    frames = np.load(tmp_path / "resources/ogbench/visual-cube-single-play-v0.npz")["observations"]
+    assert frames.shape == (41, 64, 64, 3) and frames.dtype == np.uint8

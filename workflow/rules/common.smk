@@ -150,11 +150,13 @@ def packs(setting):
     return groups
 
 
-def job_runtime(setting, seeds, attempt):
+def job_runtime(setting, seeds, attempt, task):
     """Minutes for a training job: the suite's runtime (O2O twice that: as many online as offline steps),
-    times ceil(seeds / 2) for a packed job (8 packed seeds measured at most ~3x one seed's time: 4x), times
-    the attempt (a retried job also gets more time)."""
-    return SUITE["runtime"] * (2 if setting == "o2o" else 1) * -(-seeds // 2) * attempt
+    times ceil(seeds / 2) for a packed job (8 packed seeds measured at most ~3x one seed's time: 4x), times 3
+    for a pixel task (an update of 174 GFLOP against the state model's 31, for half the steps), times the
+    attempt (a retried job also gets more time)."""
+    pixels = 3 if TASKS[task].get("visual", False) else 1
+    return SUITE["runtime"] * (2 if setting == "o2o" else 1) * -(-seeds // 2) * pixels * attempt
 
 
 def packed_mem_mb(seeds):

@@ -33,7 +33,7 @@ for setting, name in TRAIN_RULES.items():
             resources:
                 gpu=SUITE["gpu"],
                 mem_mb=SUITE["mem_mb"],
-                runtime=lambda wc, attempt, setting=setting: job_runtime(setting, 1, attempt),
+                runtime=lambda wc, attempt, setting=setting: job_runtime(setting, 1, attempt, wc.task),
                 cpus_per_task=SUITE["threads"],
             params:
                 out_dir=lambda wc, setting=setting: run_dir(setting, wc.variant, wc.task, wc.seed),
@@ -67,7 +67,8 @@ for setting, name in TRAIN_RULES.items():
                 resources:
                     gpu=SUITE["gpu"],
                     mem_mb=packed_mem_mb(len(pack)),
-                    runtime=lambda wc, attempt, setting=setting, n=len(pack): job_runtime(setting, n, attempt),
+                    runtime=lambda wc, attempt, setting=setting, n=len(pack): job_runtime(setting, n, attempt,
+                                                                                      wc.task),
                     cpus_per_task=SUITE["threads"],
                 params:
                     out_dir=lambda wc, setting=setting: f"results/{setting}/{wc.variant}/{wc.task}",
