@@ -85,7 +85,7 @@ class ReplayBuffer:
 
 class PixelBuffer:
     """The offline buffer of a pixel task (pixel tasks are offline only): frames once as uint8 (on the device
-    when they fit in a quarter of its free memory, else in pinned host memory), stacks built from indices,
+    when they fit in a quarter of its free memory, else in host memory), stacks built from indices,
     FQL's random-shift augmentation on each batch drawn. ``offline``: the frame store shared by a packed job."""
 
     def __init__(self, dataset: dict[str, np.ndarray], frame_stack: int, p_aug: float | None, device: torch.device,

@@ -25,42 +25,49 @@ def episode_starts(terminals: np.ndarray) -> np.ndarray:
 
 
 class FrameStore:
-    """uint8 frames [M, H, W, C] once (on ``device`` if given room there, else pinned host memory for a CUDA
-    run), with the transitions' frame indices."""
+    """uint8 frames [M, H, W, C] once (on ``device`` if given room there, else in host memory), with the
+    transitions' frame indices."""
 
     def __init__(self, frames: np.ndarray, terminals: np.ndarray, stack: int, device: torch.device,
                  on_device: bool = True):
         if frames.dtype != np.uint8 or frames.ndim != 4:
             raise ValueError(f"pixel frames must be uint8 [frames, H, W, C], got {frames.dtype} {frames.shape}")
         home = device if on_device else torch.device("cpu")
-        self.frames = torch.from_numpy(np.ascontiguousarray(frames)).to(home)
-        if not on_device and device.type == "cuda":
-            self.frames = self.frames.pin_memory()
+        self.frames = torch.from_numpy(np.ascontiguousarray(frames)).to(home)  # on the CPU: the array itself
         self.device = device
         self.stack = stack
         self.starts = torch.as_tensor(episode_starts(terminals), dtype=torch.long, device=home)
         # transition t: observation frame t, next observation frame t + 1, for each non-final frame
         self.transitions = torch.as_tensor(np.flatnonzero(np.asarray(terminals) == 0), dtype=torch.long,
                                            device=device)
-        self.offsets = torch.arange(stack - 1, -1, -1, device=home)  # oldest frame first
+        self.offsets = torch.arange(-(stack - 1), 2, device=home)  # frames t-stack+1 .. t+1, oldest first
 
     @property
     def nbytes(self) -> int:
         """Bytes held for the pixel data: the frames and the index arrays."""
         return sum(t.numel() * t.element_size() for t in (self.frames, self.starts, self.transitions))
 
-    def stacked(self, frame: torch.Tensor) -> torch.Tensor:
-        """Stacks ending at frames ``frame`` (any shape) -> uint8 [..., H, W, C x stack] on the device."""
+    def window(self, frame: torch.Tensor, length: int) -> torch.Tensor:
+        """uint8 [..., length, H, W, C]: frames frame-stack+1 .. frame-stack+length, each index clamped to its
+        trajectory's first frame (``frame``: any shape of frame indices)."""
         frame = frame.to(self.frames.device)
-        ids = torch.maximum(frame.unsqueeze(-1) - self.offsets, self.starts[frame].unsqueeze(-1))
-        images = self.frames[ids]  # [..., stack, H, W, C]
-        images = images.movedim(-4, -2)  # [..., H, W, stack, C]
+        ids = torch.maximum(frame.unsqueeze(-1) + self.offsets[:length], self.starts[frame].unsqueeze(-1))
+        return self.frames[ids]
+
+    def layout(self, images: torch.Tensor) -> torch.Tensor:
+        """[..., stack, H, W, C] -> [..., H, W, C x stack] (frames on the channel axis) on the device."""
+        images = images.movedim(-4, -2)
         return images.reshape(*images.shape[:-2], -1).to(self.device, non_blocking=True)
 
+    def stacked(self, frame: torch.Tensor) -> torch.Tensor:
+        """Stacks ending at frames ``frame`` (any shape) -> uint8 [..., H, W, C x stack] on the device."""
+        return self.layout(self.window(frame, self.stack))
+
     def observations(self, transition: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(observations, next observations) of transitions ``transition`` (indices into ``transitions``)."""
-        frame = self.transitions[transition]
-        return self.stacked(frame), self.stacked(frame + 1)
+        """(observations, next observations) of transitions ``transition`` (indices into ``transitions``): one
+        gather of stack + 1 frames per transition, the first ``stack`` its observation, the last its next."""
+        images = self.window(self.transitions[transition], self.stack + 1)
+        return self.layout(images[..., :-1, :, :, :]), self.layout(images[..., 1:, :, :, :])
 
 
 def random_shift(observations: torch.Tensor, next_observations: torch.Tensor, generator: torch.Generator | None,

@@ -35,6 +35,14 @@ def compile_update(update, device: torch.device, written: list[torch.Tensor]):
     return torch.compile(update, fullgraph=True, dynamic=False, mode="reduce-overhead")
 
 
+def sub_params(params: dict | None, name: str) -> dict | None:
+    """The parameters of submodule ``name`` out of a module's named parameters (None stays None)."""
+    if params is None:
+        return None
+    prefix = name + "."
+    return {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
+
+
 class Encoded(torch.nn.Module):
     """A network on encoded images: ``net(encoder(images), *rest)``, the encoder owned by this network (FQL
     gives the critic and each actor network its own encoder, trained by that network's loss only)."""
@@ -105,12 +113,9 @@ class Agent:
         times (best-of-K candidates, Euler steps). State observations pass through unchanged."""
         if self.image_shape is None:
             return module, params, obs
-        def part(name):
-            return None if params is None else {k[len(name) + 1:]: v for k, v in params.items()
-                                                 if k.startswith(name + ".")}
-        enc = part("encoder")
+        enc = sub_params(params, "encoder")
         obs = module.encoder(obs) if enc is None else torch.func.functional_call(module.encoder, enc, (obs,))
-        return module.net, part("net"), obs
+        return module.net, sub_params(params, "net"), obs
 
     def normalize(self, obs: torch.Tensor) -> torch.Tensor:
         if self.image_shape is not None:

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from mfql.agents.base import Agent, Batch, Params
+from mfql.agents.base import Agent, Batch, Params, sub_params
 from mfql.optim import Adam, adam_step
 
 
@@ -71,26 +71,19 @@ class FQL(Agent):
 
     def one_step(self, obs: torch.Tensor, noise: torch.Tensor, actor_params=None) -> torch.Tensor:
         """mu(s, z), unclipped."""
-        net, params = self.actor["onestep"], self._part(actor_params, "onestep")
+        net, params = self.actor["onestep"], sub_params(actor_params, "onestep")
         return net(obs, noise) if params is None else functional_call(net, params, (obs, noise))
 
     def flow_actions(self, obs: torch.Tensor, noises: torch.Tensor, actor_params=None) -> torch.Tensor:
         """The BC flow's actions: ``flow_steps`` Euler steps of v from t = 0, clipped to [-1, 1]."""
         # pixels: the images encoded once for all steps, as FQL (is_encoded=True)
-        net, params, obs = self.encoded(self.actor["bc_flow"], self._part(actor_params, "bc_flow"), obs)
+        net, params, obs = self.encoded(self.actor["bc_flow"], sub_params(actor_params, "bc_flow"), obs)
         steps, actions = self.cfg.flow_steps, noises
         for i in range(steps):
             t = torch.full((obs.shape[0], 1), i / steps, device=obs.device)
             vels = net(obs, actions, t) if params is None else functional_call(net, params, (obs, actions, t))
             actions = actions + vels / steps
         return actions.clamp(-1.0, 1.0)
-
-    @staticmethod
-    def _part(actor_params: dict | None, name: str) -> dict | None:
-        if actor_params is None:
-            return None
-        prefix = name + "."
-        return {k[len(prefix):]: v for k, v in actor_params.items() if k.startswith(prefix)}
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, noises: torch.Tensor | None = None,
@@ -116,7 +109,7 @@ class FQL(Agent):
         """Flow matching on the data: v(s, x_t, t) regressed on x1 - x0 along x_t = (1 - t) x0 + t x1."""
         x0, x1, t = draws["flow_noises"], batch["actions"], draws["times"]
         x_t = (1.0 - t) * x0 + t * x1
-        net, part = self.actor["bc_flow"], self._part(params["actor"], "bc_flow")
+        net, part = self.actor["bc_flow"], sub_params(params["actor"], "bc_flow")
         pred = functional_call(net, part, (batch["observations"], x_t, t))
         return (pred - (x1 - x0)).pow(2).mean()
 

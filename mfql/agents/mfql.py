@@ -59,12 +59,14 @@ class MeanFlowQL(Agent):
                 "target_noises": self.noise(self.target_candidates, batch_size, generator=generator),
                 "actor_noises": self.noise(batch_size, generator=generator)}
 
-    def one_step(self, obs_n: torch.Tensor, noise: torch.Tensor, actor_params=None) -> torch.Tensor:
-        """The one-step action g(s, e, t=1)."""
+    def one_step(self, obs_n: torch.Tensor, noise: torch.Tensor, actor_params=None, actor=None) -> torch.Tensor:
+        """The one-step action g(s, e, t=1); ``actor``: the network if not the whole actor (an encoded
+        actor's inner network, on encoded observations)."""
+        actor = self.actor if actor is None else actor
         ones = torch.ones(noise.shape[0], device=noise.device)
         if actor_params is None:
-            return self.actor(obs_n, noise, ones)
-        return functional_call(self.actor, actor_params, (obs_n, noise, ones))
+            return actor(obs_n, noise, ones)
+        return functional_call(actor, actor_params, (obs_n, noise, ones))
 
     def best_of_k(self, obs_n: torch.Tensor, noises: torch.Tensor, state: dict | None = None):
         """Value-guided best-of-K with the target critic (spec a.8/a.9).
@@ -82,8 +84,7 @@ class MeanFlowQL(Agent):
         actor, actor_params, actor_in = self.encoded(self.actor, state["actor"] if state is not None else None, obs_n)
         target = state["target"] if state is not None else dict(self.target_critic.named_parameters())
         critic, target, critic_in = self.encoded(self.target_critic, target, obs_n)
-        inputs = (repeat(actor_in), noises.reshape(num * batch, -1), torch.ones(num * batch, device=noises.device))
-        actions = (actor(*inputs) if actor_params is None else functional_call(actor, actor_params, inputs))
+        actions = self.one_step(repeat(actor_in), noises.reshape(num * batch, -1), actor_params, actor)
         actions = actions.clamp(-1.0, 1.0)
         q = functional_call(critic, target, (repeat(critic_in), actions)).reshape(-1, num, batch)
         best = q.mean(0).argmax(0)

@@ -196,12 +196,16 @@ def train_args(setting, variant, task):
     return args
 
 
-def train_options(setting, variant, task):
-    args = {**train_args(setting, variant, task), "model": SUITE["model"],
-            "device": "cuda" if SUITE["gpu"] else "cpu"}
+def as_options(args):
+    """`key=value` options of `python -m mfql.train`: ``args`` and what the pipeline sets for every job."""
+    args = {**args, "model": SUITE["model"], "device": "cuda" if SUITE["gpu"] else "cpu"}
     if config["overwrite"]:
         args["overwrite"] = True
     return [f"{k}={hydra_value(v)}" for k, v in args.items()]
+
+
+def train_options(setting, variant, task):
+    return as_options(train_args(setting, variant, task))
 
 
 def check_train_args():
@@ -222,10 +226,8 @@ def check_train_args():
         for label, args in [(where, lambda t, m=m: {**suite_args, "method": m}) for m in methods] + [
                 (f"variants.{v}", lambda t, v=v: train_args(setting, v, t)) for v in variants]:
             for task in checked:
-                options = [f"{k}={hydra_value(x)}" for k, x in args(task).items()]
                 try:  # the same composition the job will do, for a task of this setting
-                    train_config([f"task={task}", "seed=0", "out_dir=.", f"data_dir={DATA}",
-                                  f"model={SUITE['model']}", *options])
+                    train_config([f"task={task}", "seed=0", "out_dir=.", f"data_dir={DATA}", *as_options(args(task))])
                 except ConfigError as exc:
                     config_error(f"{label}: {exc}")
 
