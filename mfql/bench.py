@@ -27,7 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from mfql.agents import make_agent
 from mfql.agents.base import Agent
 from mfql.config import CONFIG_DIR, ConfigError, compose, known_tasks, load_task, require_int, run_cli
-from mfql.devices import device_name, resolve_device, set_threads
+from mfql.devices import configure_cpu, device_name, resolve_device
 from mfql.networks import count_params
 
 OBS_DIM, ACTION_DIM = 28, 5
@@ -267,7 +267,7 @@ def main(argv: list[str]) -> None:
     if not set(cfg.packed_models) <= {"paper", "small"}:
         raise ConfigError(f"packed_models={list(cfg.packed_models)} is not valid (valid: paper, small)")
     device = resolve_device(cfg.device)
-    set_threads(cfg.threads)
+    configure_cpu(cfg.threads, cfg.flush_denormal)
     compile = cfg.compile if cfg.compile is not None else True
     result = {
         "device": str(device), "device_name": device_name(device),

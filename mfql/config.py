@@ -27,8 +27,8 @@ TASK_RE = re.compile(r"^[a-z0-9][a-z0-9x-]*-v[0-9]$")
 FQL_ONLY_KEYS = ("flow_steps", "fql_actor_hidden_dims", "fql_actor_layer_norm", "fql_lr")
 # Top-level keys of pixel runs only; a state run's key leaves them out (null), as before pixels existed.
 PIXEL_KEYS = ("frame_stack", "p_aug")
-PLACEMENT_KEYS = ("out_dir", "data_dir", "device", "threads", "tracker", "overwrite", "compile", "eval_envs",
-                  "env_workers", "seeds")
+PLACEMENT_KEYS = ("out_dir", "data_dir", "device", "threads", "flush_denormal", "tracker", "overwrite", "compile",
+                  "eval_envs", "env_workers", "seeds")
 
 
 class ConfigError(ValueError):

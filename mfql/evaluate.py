@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 from mfql.checkpoint import file_sha256, write_json
 from mfql.config import ConfigError, check_in_dir, check_out_dir, compose, require_int, run_cli
 from mfql.data import minari_dataset_of
-from mfql.devices import set_threads
+from mfql.devices import configure_cpu
 from mfql.envpool import EnvPool, EnvSpec
 from mfql.envs import episode_score, metric_name
 from mfql.log import Progress, setup_logging
@@ -120,7 +120,7 @@ def main(argv: list[str]) -> None:
     require_int(cfg, "threads", 1, nullable=True)
     if cfg.data_dir is not None:
         check_in_dir("data_dir", cfg.data_dir)
-    set_threads(cfg.threads)
+    configure_cpu(cfg.threads, cfg.flush_denormal)
     agent, run_cfg, meta = agent_from_checkpoint(path)
     data_dir = cfg.data_dir if cfg.data_dir is not None else run_cfg.data_dir
     minari_dataset = minari_dataset_of(run_cfg.task, data_dir) if run_cfg.suite != "ogbench" else None

@@ -1,9 +1,10 @@
 """A run folder belongs to one run: its key, its lock, and what a rerun of the same command does there.
 
 The run key is what determines a run's result: the resolved config without the keys that only say where
-files go or how the job runs (out_dir, data_dir, device, threads, tracker, overwrite), and the dataset's
-SHA-256. ``data_dir=./data`` and ``data_dir=data`` are the same run; another seed, task, hyperparameter or
-dataset is another run. A folder holding another run is never written over unless ``overwrite=true``.
+files go or how the job runs (``PLACEMENT_KEYS``: out_dir, data_dir, device, threads, flush_denormal, tracker,
+overwrite, ...; these change results at most by float round-off), and the dataset's SHA-256.
+``data_dir=./data`` and ``data_dir=data`` are the same run; another seed, task, hyperparameter or dataset is
+another run. A folder holding another run is never written over unless ``overwrite=true``.
 """
 
 from __future__ import annotations

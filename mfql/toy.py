@@ -20,7 +20,7 @@ from scipy.optimize import linear_sum_assignment
 from mfql.agents.mfql import MeanFlowQL
 from mfql.checkpoint import atomic_write, seed_everything, write_json
 from mfql.config import ConfigError, check_out_dir, compose, require_int, require_positive, run_cli
-from mfql.devices import set_threads
+from mfql.devices import configure_cpu
 from mfql.log import Progress, setup_logging
 from mfql.schedules import actor_lr
 
@@ -111,7 +111,7 @@ def main(argv: list[str]) -> None:
     if cfg.model not in ("small", "paper"):
         raise ConfigError(f"model={cfg.model!r} is not valid (valid: paper, small)")
     out = check_out_dir("out_dir", cfg.out_dir)  # before minutes of training, not after
-    set_threads(cfg.threads)
+    configure_cpu(cfg.threads, cfg.flush_denormal)
     agent, losses = train(cfg)
     rng = np.random.default_rng(cfg.seed + 1)
     samples = one_step_samples(agent, cfg.samples)

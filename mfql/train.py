@@ -35,7 +35,7 @@ from mfql.checkpoint import (
 )
 from mfql.config import RunError, check_in_dir, check_out_dir, run_cli, train_config
 from mfql.data import check_dataset, dataset_files, load_minari, load_ogbench, load_ogbench_pixels, observation_stats
-from mfql.devices import device_name, resolve_device, set_matmul_precision, set_threads
+from mfql.devices import configure_cpu, device_name, resolve_device, set_matmul_precision
 from mfql.envpool import EnvPool, EnvSpec
 from mfql.envs import metric_name, online_reward
 from mfql.evaluate import episode_seed, run_episodes
@@ -436,7 +436,7 @@ def main(argv: list[str]) -> None:
         claimed.append((run_cfg, key, folder, status))
     if not claimed:
         return
-    set_threads(cfg.threads)
+    configure_cpu(cfg.threads, cfg.flush_denormal)
     set_matmul_precision(cfg.matmul_precision)
     runs = []
     try:  # loads and checks the data: may still refuse it
