@@ -144,7 +144,11 @@ class FinalLayer(nn.Module):
 
 
 class MFDiT(nn.Module):
-    """The official MFDiT_SIM actor g(s, a_t, t): one token, t-only conditioning, zero output at init."""
+    """The official MFDiT_SIM actor g(s, a_t, t): one token, t-only conditioning, zero output at init.
+
+    ``t`` is ``[B]``, or ``[1]`` for one t shared by the batch (one-step actions, t = 1): the conditioning
+    (timestep embedding, every adaLN modulation) then runs on one row and broadcasts, which is what each row
+    would compute, up to float round-off (tested)."""
 
     def __init__(self, obs_dim: int, action_dim: int, hidden_dim: int = 256, depth: int = 3,
                  num_heads: int = 2, mlp_ratio: float = 4.0, residual_scale: float = 0.1):
@@ -179,7 +183,9 @@ class MLPActor(nn.Module):
         self.out = dense(in_dim, action_dim, zero=True)
 
     def forward(self, obs: torch.Tensor, a_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.out(self.trunk(torch.cat([obs, a_t, t.reshape(-1, 1)], dim=-1)))
+        """``t``: ``[B]``, or ``[1]`` shared by the batch (as MFDiT's)."""
+        t = t.reshape(-1, 1).expand(obs.shape[0], 1)
+        return self.out(self.trunk(torch.cat([obs, a_t, t], dim=-1)))
 
 
 class EnsembleDense(nn.Module):
