@@ -77,9 +77,9 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(fn, repeats: int, device: torch.device) -> float:
-    """Seconds per call after two warm-up calls."""
-    for _ in range(2):
+def timed(fn, repeats: int, device: torch.device, warmup: int = 2) -> float:
+    """Seconds per call after ``warmup`` calls."""
+    for _ in range(warmup):
         fn()
     sync(device)
     start = time.perf_counter()
@@ -87,6 +87,21 @@ def timed(fn, repeats: int, device: torch.device) -> float:
         fn()
     sync(device)
     return (time.perf_counter() - start) / repeats
+
+
+def side_by_side(fns: dict, rounds: int, per_round: int, device: torch.device) -> dict:
+    """Updates/s of each warm function timed in alternating rounds: the median rate of each and the median of
+    the per-round ratios to the first. Load on a shared machine then moves both sides alike (rates measured
+    one after the other moved by up to 1.5x between minutes here)."""
+    rates: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            rates[name].append(1.0 / timed(fn, per_round, device, warmup=0))
+    first = next(iter(fns))
+    out = {f"{name}_updates_per_s": float(np.median(r)) for name, r in rates.items()}
+    for name in list(fns)[1:]:
+        out[f"{name}_vs_{first}"] = float(np.median(np.array(rates[name]) / np.array(rates[first])))
+    return {**out, "rounds": rounds, "updates_per_round": per_round}
 
 
 def kernels(fn, device: torch.device) -> int:
@@ -146,9 +161,13 @@ def bench_model(model: str, device: torch.device, updates: int, act_repeats: int
     batch = synthetic_batch(agent.cfg.batch_size, device, pixels)
     out = {"eager": bench_update(agent, batch, updates, device)}
     if compile:
-        out["compiled"] = bench_update(make_bench_agent(model, device, compile=True, method=method, pixels=pixels),
-                                       batch, updates, device)
+        compiled = make_bench_agent(model, device, compile=True, method=method, pixels=pixels)
+        out["compiled"] = bench_update(compiled, batch, updates, device)
         out["compiled_speedup"] = out["compiled"]["updates_per_s"] / out["eager"]["updates_per_s"]
+        steps = iter(range(10**6, 10**9))
+        out["side_by_side"] = side_by_side({"eager": lambda: agent.update(batch, next(steps)),
+                                            "compiled": lambda: compiled.update(batch, next(steps))},
+                                           rounds=7, per_round=max(2, updates // 4), device=device)
     with FlopCounterMode(display=False) as counter:
         agent.update(batch, 1)
     out.update(gflop_per_update=counter.get_total_flops() / 1e9, actor_params=count_params(agent.actor),
