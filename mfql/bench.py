@@ -2,7 +2,8 @@
 
 Per model (the paper's, the small CPU model, FQL's networks with method=fql, and both methods' pixel networks
 behind impala_small encoders on 64x64x9 uint8 inputs), on cube-single shapes
-(obs 28, act 5, batch 256, K = 5): eager and compiled updates/s, kernels and host reads per update, compile
+(obs 28, act 5, batch 256, K = 5), each of the first three in a fresh process: eager and compiled updates/s
+(one after the other, then side by side in alternating rounds), kernels and host reads per update, compile
 time, peak device memory, GFLOP per update, one-step action latency and parameter counts. Then evaluation
 episodes/s on the real cube-single environment, played one at a time and in lockstep (in this process and
 in env worker processes); aggregate updates/s of S seeds packed in one process; and the paper suite's
