@@ -140,7 +140,9 @@ def compiled_cpu_kernels(make: Callable[[], Agent], batch: dict, device: torch.d
         torch._dynamo.reset()
 
 
-def bench_update(agent: Agent, batch: dict, updates: int, device: torch.device) -> dict:
+def bench_update(agent: Agent, batch: dict, updates: int, device: torch.device,
+                 count_kernels: bool = True) -> dict:
+    """``count_kernels=False``: leave the count (None) to ``compiled_cpu_kernels``."""
     step = iter(range(1, 10**9))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -155,9 +157,9 @@ def bench_update(agent: Agent, batch: dict, updates: int, device: torch.device) 
             for _ in range(3):
                 agent.update(batch, next(step))
         reads = len(counter.reads) / 3
+    count = kernels(lambda: agent.update(batch, next(step)), device) if count_kernels else None
     return {"updates_per_s": 1.0 / per_update, "ms_per_update": 1e3 * per_update,
-            "first_update_s": first, "kernels_per_update": kernels(lambda: agent.update(batch, next(step)), device),
-            "host_reads_per_update": reads,
+            "first_update_s": first, "kernels_per_update": count, "host_reads_per_update": reads,
             "peak_device_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
             else None}
 
@@ -182,7 +184,7 @@ def bench_model(model: str, device: torch.device, updates: int, act_repeats: int
             return make_bench_agent(model, device, compile=True, method=method, pixels=pixels)
 
         compiled = make()
-        out["compiled"] = bench_update(compiled, batch, updates, device)
+        out["compiled"] = bench_update(compiled, batch, updates, device, count_kernels=device.type != "cpu")
         out["compiled_speedup"] = out["compiled"]["updates_per_s"] / out["eager"]["updates_per_s"]
         steps = iter(range(10**6, 10**9))
         out["side_by_side"] = side_by_side({"eager": lambda: agent.update(batch, next(steps)),
