@@ -103,13 +103,25 @@ class EnvPool:
         for position, (i, value) in enumerate(items):
             per_worker[i % self.workers].append((position, i // self.workers, value))
         busy = [w for w in range(self.workers) if per_worker[w]]
-        for w in busy:  # send to every worker first, so that they all step at once
-            self.conns[w].send((command, [(j, value) for _, j, value in per_worker[w]]))
-        results = [None] * len(items)
-        for w in busy:
-            for (position, _, _), result in zip(per_worker[w], self.conns[w].recv()):
-                results[position] = result
+        try:
+            for w in busy:  # send to every worker first, so that they all step at once
+                self.conns[w].send((command, [(j, value) for _, j, value in per_worker[w]]))
+            results = [None] * len(items)
+            for w in busy:
+                for (position, _, _), result in zip(per_worker[w], self.conns[w].recv()):
+                    results[position] = result
+        except (EOFError, OSError):  # a pipe closed at its other end: a worker is gone
+            raise self._gone() from None
         return results
+
+    def _gone(self) -> RuntimeError:
+        """The error that names the first worker that exited (its traceback, if it raised, is above)."""
+        for proc in self.procs:
+            proc.join(timeout=0.5)  # one that is exiting: its exit code
+            if proc.exitcode is not None:
+                return RuntimeError(f"environment worker {proc.name} (pid {proc.pid}) exited with code "
+                                    f"{proc.exitcode} in the middle of an episode")
+        return RuntimeError("an environment worker's pipe closed in the middle of an episode")
 
     def reset(self, items: list[tuple[int, int]]) -> list[np.ndarray]:
         return self._call("reset", items)

@@ -68,3 +68,21 @@ def test_workers_exit_when_their_job_is_killed():
     while time.time() < deadline and any(alive(pid) for pid in workers):
         time.sleep(0.1)
     assert not any(alive(pid) for pid in workers)  # each saw its pipe close and exited
+
+
+def test_a_worker_that_dies_mid_episode_stops_the_job_with_a_line_naming_it():
+    import signal
+
+    import pytest
+
+    pool = EnvPool(EnvSpec(TASK, "ogbench", "unused", max_steps=10), 2, workers=2)
+    try:
+        pool.reset([(0, 1), (1, 2)])
+        victim = pool.procs[1]
+        os.kill(victim.pid, signal.SIGKILL)
+        with pytest.raises(RuntimeError, match=rf"environment worker mfql-env-1 \(pid {victim.pid}\) exited with "
+                                               r"code -9 in the middle of an episode"):
+            pool.step([(0, np.zeros(5, np.float32)), (1, np.zeros(5, np.float32))])
+    finally:
+        pool.close()
+    assert not any(proc.is_alive() for proc in pool.procs)
