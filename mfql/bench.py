@@ -4,10 +4,12 @@ Per model (the paper's, the small CPU model, FQL's networks with method=fql, and
 behind impala_small encoders on 64x64x9 uint8 inputs), on cube-single shapes
 (obs 28, act 5, batch 256, K = 5), each of the first three in a fresh process: eager and compiled updates/s
 (one after the other, then side by side in alternating rounds), kernels and host reads per update, compile
-time, peak device memory, GFLOP per update, one-step action latency and parameter counts. Then evaluation
-episodes/s on the real cube-single environment, played one at a time and in lockstep (in this process and
-in env worker processes); aggregate updates/s of S seeds packed in one process; and the paper suite's
-projected device hours with the evaluation's share of them.
+time, peak device memory, GFLOP per update, one-step action latency and parameter counts, and the eager
+update's dispatch share: its time at the dispatch floor (every op, next to no arithmetic) over its full time.
+Then evaluation episodes/s on the real cube-single environment, played one at a time and in lockstep (in this
+process and in env worker processes); aggregate updates/s of S seeds packed in one process, beside the gain
+that the packed update's dispatch share allows (Amdahl); and the paper suite's projected device hours with
+the evaluation's share of them.
 """
 
 from __future__ import annotations
@@ -164,14 +166,46 @@ def bench_update(agent: Agent, batch: dict, updates: int, device: torch.device,
             else None}
 
 
+FLOOR_WIDTH = 8  # every width of the dispatch floor's networks (a multiple of the DiT's 2 heads)
+
+
+def floor_overrides(agent_cfg) -> list[str]:
+    """Overrides that keep every layer of the model and so every op of its update, on a batch of 2 and
+    networks ``FLOOR_WIDTH`` wide: next to no arithmetic, so the update's time is its dispatch floor (Python,
+    the dispatcher, allocations and kernel launches, paid per op whatever the sizes)."""
+    lists = ("mlp_actor_hidden_dims", "critic_hidden_dims", "fql_actor_hidden_dims")
+    widths = [f"agent.{key}=[{','.join([str(FLOOR_WIDTH)] * len(agent_cfg[key]))}]" for key in lists]
+    return ["agent.batch_size=2", f"agent.actor_hidden_dim={FLOOR_WIDTH}", *widths]
+
+
 def make_bench_agent(model: str, device: torch.device, compile: bool, method: str = "mfql",
-                     pixels: bool = False) -> Agent:
+                     pixels: bool = False, floor: bool = False) -> Agent:
+    """``floor``: the model at its dispatch floor (``floor_overrides``)."""
     encoder = ["agent.encoder=impala_small"] if pixels else []  # as the pixel tasks' files set it
-    cfg = compose("train", [f"task={EVAL_TASK}", "out_dir=.", f"model={model}", f"method={method}", *encoder]).agent
+    overrides = [f"task={EVAL_TASK}", "out_dir=.", f"model={model}", f"method={method}", *encoder]
+    cfg = compose("train", overrides).agent
+    if floor:
+        cfg = compose("train", [*overrides, *floor_overrides(cfg)]).agent
     torch.manual_seed(0)
     obs = PIXEL_SHAPE if pixels else OBS_DIM
     return make_agent(method, cfg, obs, ACTION_DIM, np.zeros(1 if pixels else OBS_DIM),
                       np.ones(1 if pixels else OBS_DIM), 1_000_000, device, compile)
+
+
+def amdahl_gain(dispatch_share: float, seeds: int) -> float:
+    """Aggregate gain of ``seeds`` packed seeds over one that sharing dispatch gives, by Amdahl's law: one
+    seed's update is ``dispatch_share`` dispatch, paid once for all seeds, and the rest arithmetic, paid per
+    seed at one seed's rate (an estimate, not a bound: packed GEMMs can run at a better or a worse rate)."""
+    return seeds / (dispatch_share + seeds * (1.0 - dispatch_share))
+
+
+def dispatch_share(full: Callable, floor: Callable, updates: int, device: torch.device) -> dict:
+    """The share of an update's time that its dispatch floor takes: the floor's time per update over the full
+    update's, timed side by side (median of the per-round ratios)."""
+    rates = side_by_side({"full": full, "floor": floor}, rounds=5, per_round=updates, device=device)
+    share = 1.0 / rates["floor_vs_full"]
+    return {"floor_updates_per_s": rates["floor_updates_per_s"], "dispatch_share": share,
+            "amdahl_gain_S8": amdahl_gain(share, 8)}
 
 
 def bench_model(model: str, device: torch.device, updates: int, act_repeats: int, compile: bool,
@@ -179,6 +213,13 @@ def bench_model(model: str, device: torch.device, updates: int, act_repeats: int
     agent = make_bench_agent(model, device, compile=False, method=method, pixels=pixels)
     batch = synthetic_batch(agent.cfg.batch_size, device, pixels)
     out = {"eager": bench_update(agent, batch, updates, device)}
+    if not pixels:
+        floor = make_bench_agent(model, device, compile=False, method=method, floor=True)
+        floor_batch = synthetic_batch(floor.cfg.batch_size, device)
+        steps = iter(range(10**6, 10**9))
+        out["eager"]["dispatch"] = dispatch_share(lambda: agent.update(batch, next(steps)),
+                                                  lambda: floor.update(floor_batch, next(steps)),
+                                                  max(2, updates // 10), device)
     if compile:
         def make() -> Agent:
             return make_bench_agent(model, device, compile=True, method=method, pixels=pixels)
@@ -212,32 +253,40 @@ def _in_child(cpu: tuple, fn, args: tuple, kwargs: dict):
 def isolated(cpu: tuple, fn, *args, **kwargs):
     """``fn(*args, **kwargs)`` in a fresh process, its CPU set up with ``configure_cpu(*cpu)``, as a training
     job runs one model: the allocator's and the compiler's state after one model's benchmark do not slow the
-    next (the small model's compiled update measured 57 updates/s after the paper model's, 72-80 alone)."""
+    next (the small model's compiled update measured 57 updates/s after the paper model's, 72-80 alone).
+    A child that dies (killed for memory, say) stops the benchmark with BrokenProcessPool, not a hang."""
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(_in_child, (cpu, fn, args, kwargs))
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_in_child, cpu, fn, args, kwargs).result()
 
 
 def bench_packed(model: str, device: torch.device, updates: int, sizes: list[int], compile: bool) -> dict:
     """Aggregate updates/s of S seeds packed in one process (``PackedUpdate``), per S."""
     from mfql.packed import PackedUpdate
 
-    out = {"compiled": compile}
-    single = None
-    for size in sizes:
-        agents = [make_bench_agent(model, device, compile=False) for _ in range(size)]
+    def packed_update(size: int, floor: bool = False) -> Callable:
+        agents = [make_bench_agent(model, device, compile=False, floor=floor) for _ in range(size)]
         packed = PackedUpdate(agents, compile=compile)
         batch = {k: v.unsqueeze(0).expand(size, *v.shape).contiguous()
                  for k, v in synthetic_batch(agents[0].cfg.batch_size, device).items()}
         generators = [torch.Generator(device=device).manual_seed(s) for s in range(size)]
-        def update(packed=packed, batch=batch, step=iter(range(1, 10**9)), generators=generators):
-            return packed.update(batch, next(step), packed.draws(batch["actions"].shape[1], generators))
+        steps = iter(range(1, 10**9))
+        return lambda: packed.update(batch, next(steps), packed.draws(batch["actions"].shape[1], generators))
 
-        per_update = timed(update, updates, device)
+    out = {"compiled": compile}
+    if not compile:  # the packed update's own dispatch share (a compiled floor would cost one more compile)
+        out["dispatch"] = dispatch_share(packed_update(1), packed_update(1, floor=True), max(2, updates // 10),
+                                         device)
+    single = None
+    for size in sizes:
+        per_update = timed(packed_update(size), updates, device)
         out[f"S{size}_aggregate_updates_per_s"] = size / per_update
         single = single or size / per_update
         out[f"S{size}_gain"] = size / per_update / single
+        if "dispatch" in out:
+            out[f"S{size}_amdahl_gain"] = amdahl_gain(out["dispatch"]["dispatch_share"], size)
         if device.type == "cuda":
             out[f"S{size}_peak_device_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     return out
@@ -315,8 +364,8 @@ def main(argv: list[str]) -> None:
     require_int(cfg, "eval_env_steps", 1)
     if not isinstance(cfg.eval_env_workers, ListConfig) or not all(
             isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in cfg.eval_env_workers):
-        raise ConfigError(f"eval_env_workers={cfg.eval_env_workers!r} is not valid (valid: a list of integers >= 1, "
-                          f"possibly empty)")
+        raise ConfigError(f"eval_env_workers={cfg.eval_env_workers!r} is not valid (valid: a non-empty list of "
+                          f"integers >= 1)")
     for key in ("packed_seeds", "packed_models"):
         if not isinstance(cfg[key], ListConfig) or not len(cfg[key]):
             raise ConfigError(f"{key}={cfg[key]!r} is not valid (valid: a non-empty list)")

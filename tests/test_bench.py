@@ -1,8 +1,14 @@
 """The benchmark's own machinery (its figures are measured by running it, never asserted in tests)."""
 
-import torch
+import os
+from concurrent.futures.process import BrokenProcessPool
 
-from mfql.bench import isolated
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from mfql.bench import amdahl_gain, isolated, make_bench_agent, synthetic_batch
+from mfql.networks import count_params
 
 
 def child_state() -> dict:
@@ -14,3 +20,46 @@ def child_state() -> dict:
 def test_each_model_is_timed_in_a_fresh_process_set_up_like_the_parent():
     assert isolated((1, True), child_state) == {"threads": 1, "denormal_kept": 0}
     assert isolated((2, False), child_state) == {"threads": 2, "denormal_kept": 1 << 16}
+
+
+class OpNames(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.names: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+def ops_of_one_update(model: str, method: str, floor: bool) -> list[str]:
+    agent = make_bench_agent(model, torch.device("cpu"), compile=False, method=method, floor=floor)
+    batch = synthetic_batch(agent.cfg.batch_size, torch.device("cpu"))
+    with OpNames() as ops:
+        agent.update(batch, 1)
+    return ops.names
+
+
+@pytest.mark.parametrize(("model", "method"), [("small", "mfql"), ("paper", "mfql"), ("paper", "fql")])
+def test_the_dispatch_floor_runs_every_op_of_the_update_on_next_to_no_arithmetic(model, method):
+    full, floor = (ops_of_one_update(model, method, floor) for floor in (False, True))
+    assert len(full) > 500 and floor == full
+    small = make_bench_agent(model, torch.device("cpu"), compile=False, method=method, floor=True)
+    assert small.cfg.batch_size == 2 and count_params(small.actor) < count_params(
+        make_bench_agent(model, torch.device("cpu"), compile=False, method=method).actor) / 100
+
+
+def test_amdahl_gain_is_amdahls_law():
+    assert amdahl_gain(1.0, 8) == 8.0  # all dispatch: shared by every seed
+    assert amdahl_gain(0.0, 8) == 1.0  # all arithmetic: paid per seed
+    assert amdahl_gain(0.76, 8) == pytest.approx(8 / (0.76 + 8 * 0.24))  # 2.99: where 3x at S = 8 starts
+    assert amdahl_gain(0.21, 8) == pytest.approx(1.225, abs=1e-3)
+
+
+def dies() -> None:
+    os._exit(9)  # as a child killed for memory: no exception, no result
+
+
+def test_a_benchmark_child_that_dies_stops_the_benchmark_instead_of_hanging_it():
+    with pytest.raises(BrokenProcessPool):
+        isolated((1, True), dies)
