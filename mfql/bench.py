@@ -30,7 +30,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from mfql.agents import make_agent
 from mfql.agents.base import Agent
-from mfql.config import CONFIG_DIR, ConfigError, compose, known_tasks, load_task, require_int, run_cli
+from mfql.checkpoint import write_json
+from mfql.config import CONFIG_DIR, ConfigError, check_out_file, compose, known_tasks, load_task, require_int, run_cli
 from mfql.devices import configure_cpu, device_name, resolve_device
 from mfql.networks import count_params
 
@@ -356,6 +357,36 @@ def paper_suite_work() -> dict:
     return {"updates": {"offline": offline, "o2o": o2o, "total": offline + o2o}, "eval_env_steps": eval_steps}
 
 
+def paper_suite_projection(result: dict, sizes: list[int]) -> dict:
+    """The paper suite's device hours at the best measured paper-model rate, with evaluation's share."""
+    work = paper_suite_work()
+    paper = result["paper"]
+    best = max(paper["eager"]["updates_per_s"], paper.get("compiled", {}).get("updates_per_s", 0.0))
+    ev = result["evaluation"]
+    eval_hours = work["eval_env_steps"] / (ev["lockstep_episodes_per_s"] * ev["env_steps_per_episode"]) / 3600
+    train_hours = work["updates"]["total"] / best / 3600
+    out = {
+        **work, "pflop": work["updates"]["total"] * paper["gflop_per_update"] / 1e6,
+        "train_hours_at_best_measured_rate": train_hours, "eval_hours_lockstep": eval_hours,
+        "device_hours": train_hours + eval_hours, "eval_share": eval_hours / (train_hours + eval_hours),
+    }
+    packed = result["packed"].get("paper", {}).get(f"S{max(sizes)}_aggregate_updates_per_s")
+    if packed:  # offline and O2O runs packed max(sizes) per process (O2O's env steps not counted)
+        out["device_hours_packed"] = work["updates"]["total"] / max(packed, best) / 3600 + eval_hours
+    return out
+
+
+def measure(result: dict, sections: dict[str, Callable[[], dict]], out: str | None) -> dict:
+    """``result`` with each section's figures added in turn, written to ``out`` (if not None) after each, marked
+    ``"complete": false``: a benchmark cut short by a time limit keeps what it measured."""
+    result = {**result, "complete": False}
+    for name, section in sections.items():
+        result[name] = section()
+        if out is not None:
+            write_json(out, result)
+    return result
+
+
 def main(argv: list[str]) -> None:
     cfg = compose("bench", argv)
     require_int(cfg, "updates", 1)
@@ -373,46 +404,39 @@ def main(argv: list[str]) -> None:
         raise ConfigError(f"packed_seeds={list(cfg.packed_seeds)} is not valid (valid: integers >= 1)")
     if not set(cfg.packed_models) <= {"paper", "small"}:
         raise ConfigError(f"packed_models={list(cfg.packed_models)} is not valid (valid: paper, small)")
+    if cfg.out is not None:
+        check_out_file("out", str(cfg.out))
     device = resolve_device(cfg.device)
     cpu = (cfg.threads, cfg.flush_denormal)
     configure_cpu(*cpu)
     compile = cfg.compile if cfg.compile is not None else True
-    result = {
-        "device": str(device), "device_name": device_name(device),
-        "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "paper": isolated(cpu, bench_model, "paper", device, cfg.updates, cfg.act_repeats, compile),
-        "small": isolated(cpu, bench_model, "small", device, cfg.updates * 4, cfg.act_repeats, compile),
-        # FQL (method=fql) with FQL's own networks (4 x 512 MLPs), beside MeanFlow-QL's paper model
-        "fql": isolated(cpu, bench_model, "paper", device, cfg.updates * 2, cfg.act_repeats, compile, method="fql"),
-        # the pixel tasks' networks: each behind its own impala_small encoder, 64x64x9 uint8 inputs (eager only:
-        # two more compiles would not fit tools/gpu-check.sh's time for the benchmark)
-        "pixels_mfql": bench_model("paper", device, max(2, cfg.updates // 4), max(1, cfg.act_repeats // 5),
-                                   False, pixels=True),
-        "pixels_fql": bench_model("paper", device, max(2, cfg.updates // 4), max(1, cfg.act_repeats // 5),
-                                  False, method="fql", pixels=True),
-        "evaluation": bench_evaluation("paper", device, cfg.eval_episodes, cfg.eval_env_steps,
-                                       list(cfg.eval_env_workers)),
-    }
     sizes = list(cfg.packed_seeds)
     packed_compile = compile and device.type == "cuda"  # on CPU one compile per S would take minutes each
-    result["packed"] = {model: bench_packed(model, device, max(2, cfg.updates // 2) if model == "paper"
-                                            else cfg.updates * 2, sizes, packed_compile)
-                        for model in cfg.packed_models}
-    work = paper_suite_work()
-    paper = result["paper"]
-    best = max(paper["eager"]["updates_per_s"], paper.get("compiled", {}).get("updates_per_s", 0.0))
-    ev = result["evaluation"]
-    eval_hours = work["eval_env_steps"] / (ev["lockstep_episodes_per_s"] * ev["env_steps_per_episode"]) / 3600
-    train_hours = work["updates"]["total"] / best / 3600
-    result["paper_suite"] = {
-        **work, "pflop": work["updates"]["total"] * paper["gflop_per_update"] / 1e6,
-        "train_hours_at_best_measured_rate": train_hours, "eval_hours_lockstep": eval_hours,
-        "device_hours": train_hours + eval_hours, "eval_share": eval_hours / (train_hours + eval_hours),
+    sections = {
+        "paper": lambda: isolated(cpu, bench_model, "paper", device, cfg.updates, cfg.act_repeats, compile),
+        "small": lambda: isolated(cpu, bench_model, "small", device, cfg.updates * 4, cfg.act_repeats, compile),
+        # FQL (method=fql) with FQL's own networks (4 x 512 MLPs), beside MeanFlow-QL's paper model
+        "fql": lambda: isolated(cpu, bench_model, "paper", device, cfg.updates * 2, cfg.act_repeats, compile,
+                                method="fql"),
+        # the pixel tasks' networks: each behind its own impala_small encoder, 64x64x9 uint8 inputs (eager only:
+        # two more compiles would not fit tools/gpu-check.sh's time for the benchmark)
+        "pixels_mfql": lambda: bench_model("paper", device, max(2, cfg.updates // 4), max(1, cfg.act_repeats // 5),
+                                           False, pixels=True),
+        "pixels_fql": lambda: bench_model("paper", device, max(2, cfg.updates // 4), max(1, cfg.act_repeats // 5),
+                                          False, method="fql", pixels=True),
+        "evaluation": lambda: bench_evaluation("paper", device, cfg.eval_episodes, cfg.eval_env_steps,
+                                               list(cfg.eval_env_workers)),
+        "packed": lambda: {model: bench_packed(model, device, max(2, cfg.updates // 2) if model == "paper"
+                                               else cfg.updates * 2, sizes, packed_compile)
+                           for model in cfg.packed_models},
     }
-    packed = result["packed"].get("paper", {}).get(f"S{max(sizes)}_aggregate_updates_per_s")
-    if packed:  # offline and O2O runs packed max(sizes) per process (O2O's env steps not counted)
-        hours = work["updates"]["total"] / max(packed, best) / 3600
-        result["paper_suite"]["device_hours_packed"] = hours + eval_hours
+    result = measure({"device": str(device), "device_name": device_name(device), "torch": torch.__version__,
+                      "threads": torch.get_num_threads()}, sections, cfg.out)
+    result["paper_suite"] = paper_suite_projection(result, sizes)
+    result["complete"] = True
+    if cfg.out is not None:
+        write_json(cfg.out, result)
+        return
     json.dump(result, sys.stdout, indent=2)
     sys.stdout.write("\n")
 

@@ -146,7 +146,19 @@ def check_out_dir(key: str, path: str | Path) -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{key}={str(path)!r} is a file (valid: a folder, new or existing)")
-    parent = path
+    return _writable_from(key, path, path)
+
+
+def check_out_file(key: str, path: str | Path) -> Path:
+    """An output file that can be written (it is replaced atomically if it exists); checked before any work."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{key}={str(path)!r} is a folder (valid: a file path, new or existing)")
+    return _writable_from(key, path, path.parent)
+
+
+def _writable_from(key: str, path: Path, parent: Path) -> Path:
+    """``path`` if ``parent``, or the nearest of its ancestors that exists, is a folder this process can write."""
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir():

@@ -18,7 +18,7 @@ import torch
 from omegaconf import OmegaConf
 
 from mfql.checkpoint import file_sha256, write_json
-from mfql.config import ConfigError, check_in_dir, check_out_dir, compose, require_int, run_cli
+from mfql.config import ConfigError, check_in_dir, check_out_file, compose, require_int, run_cli
 from mfql.data import minari_dataset_of
 from mfql.devices import configure_cpu
 from mfql.envpool import EnvPool, EnvSpec
@@ -112,7 +112,7 @@ def main(argv: list[str]) -> None:
     if not path.is_file():
         raise ConfigError(f"checkpoint={str(path)!r} does not exist (valid: a final.pt written by mfql.train)")
     if cfg.out is not None:
-        check_out_dir("out", Path(str(cfg.out)).parent)
+        check_out_file("out", str(cfg.out))
     require_int(cfg, "episodes", 1)
     require_int(cfg, "envs", 1)
     require_int(cfg, "env_workers", 0)

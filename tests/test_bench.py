@@ -1,5 +1,6 @@
 """The benchmark's own machinery (its figures are measured by running it, never asserted in tests)."""
 
+import json
 import os
 from concurrent.futures.process import BrokenProcessPool
 
@@ -7,7 +8,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from mfql.bench import amdahl_gain, isolated, make_bench_agent, synthetic_batch
+from mfql.bench import amdahl_gain, isolated, make_bench_agent, measure, synthetic_batch
 from mfql.networks import count_params
 
 
@@ -63,3 +64,17 @@ def dies() -> None:
 def test_a_benchmark_child_that_dies_stops_the_benchmark_instead_of_hanging_it():
     with pytest.raises(BrokenProcessPool):
         isolated((1, True), dies)
+
+
+def test_a_benchmark_cut_short_keeps_the_sections_it_measured(tmp_path):
+    out = tmp_path / "bench.json"
+
+    def cut_short() -> dict:
+        raise KeyboardInterrupt  # as the time limit's signal would, in the middle of a section
+
+    with pytest.raises(KeyboardInterrupt):
+        measure({"device": "cpu"}, {"paper": lambda: {"updates_per_s": 1.5}, "small": cut_short}, str(out))
+    assert json.loads(out.read_text()) == {"device": "cpu", "complete": False, "paper": {"updates_per_s": 1.5}}
+    assert [p.name for p in tmp_path.iterdir()] == ["bench.json"]  # no temporary file left
+    result = measure({"device": "cpu"}, {"paper": lambda: {"updates_per_s": 1.5}}, None)
+    assert result == {"device": "cpu", "complete": False, "paper": {"updates_per_s": 1.5}}
