@@ -12,18 +12,19 @@ timeout 20 python -c 'import torch; assert torch.cuda.is_available(), "CUDA is n
 log "device: $(cat "$OUT/device.txt")"
 nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1 || true
 
-timeout 120 python -m pytest -q -p no:cacheprovider tests/test_cuda.py > "$OUT/tests.txt" 2>&1
+# -v: each test named as it ends, so that a run cut short still says which passed
+timeout 140 python -m pytest -v -p no:cacheprovider tests/test_cuda.py > "$OUT/tests.txt" 2>&1
 log "tests (exit $?): $(tail -1 "$OUT/tests.txt")"
 
 # bench.json is rewritten after each section ("complete": false until the end): a bench cut short keeps
 # what it measured
-timeout 225 python -m mfql.bench device=cuda updates=200 eval_episodes=50 eval_env_steps=200 \
+timeout 210 python -m mfql.bench device=cuda updates=200 eval_episodes=50 eval_env_steps=200 \
     packed_seeds='[1,8]' packed_models='[paper]' out="$OUT/bench.json" > "$OUT/bench.out" 2> "$OUT/bench.err"
 log "bench (exit $?): $OUT/bench.json, sections: $(python -c 'import json, sys; print(*json.load(open(sys.argv[1])))' \
     "$OUT/bench.json" 2>/dev/null)"
 
 data="$OUT/data/ogbench"
-timeout 25 python -m mfql.datagen dataset=cube-single-play-v0 episodes=2 episode_steps=200 out_dir="$data" seed=0 \
+timeout 20 python -m mfql.datagen dataset=cube-single-play-v0 episodes=2 episode_steps=200 out_dir="$data" seed=0 \
     > "$OUT/datagen.txt" 2>&1 &&
 timeout 90 python -m mfql.train task=cube-single-play-singletask-task1-v0 seeds='[0,1,2,3]' \
     out_dir="$OUT/run" data_dir="$(dirname "$data")" device=cuda offline_steps=2500 online_steps=500 \
