@@ -24,6 +24,7 @@ from mfql.devices import configure_cpu
 from mfql.envpool import EnvPool, EnvSpec
 from mfql.envs import episode_score, metric_name
 from mfql.log import Progress, setup_logging
+from mfql.runfolder import RUN_FILES
 
 log = logging.getLogger("mfql.evaluate")
 
@@ -112,7 +113,11 @@ def main(argv: list[str]) -> None:
     if not path.is_file():
         raise ConfigError(f"checkpoint={str(path)!r} does not exist (valid: a final.pt written by mfql.train)")
     if cfg.out is not None:
-        check_out_file("out", str(cfg.out))
+        out = check_out_file("out", str(cfg.out))
+        # the workflow writes final_eval.json beside final.pt: any name but the run's own files
+        if out.name in RUN_FILES and (out.parent / "meta.json").exists() or out.parent.name == "_resume":
+            raise ConfigError(f"out={str(out)!r} would overwrite a file of the run in {str(out.parent)!r} "
+                              f"(valid: another file name, e.g. final_eval.json)")
     require_int(cfg, "episodes", 1)
     require_int(cfg, "envs", 1)
     require_int(cfg, "env_workers", 0)

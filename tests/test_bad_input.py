@@ -123,6 +123,8 @@ CASES = [
     ("mfql.train", ["out_dir={new}", "env_workers=-2"], "env_workers=-2 is not valid (valid: an integer >= 0)"),
     ("mfql.evaluate", ["checkpoint={run}/final.pt", "env_workers=x"], "env_workers='x' is not valid"),
     ("mfql.evaluate", ["checkpoint={run}/final.pt", "out={run}"], "is a folder (valid: a file path, new or existing)"),
+    ("mfql.evaluate", ["checkpoint={run}/final.pt", "out={run}/final.pt"], "would overwrite a file of the run"),
+    ("mfql.evaluate", ["checkpoint={run}/final.pt", "out={run}/eval.csv"], "would overwrite a file of the run"),
     ("mfql.evaluate", ["checkpoint={run}/final.pt", "out={file}/eval.json"], "which is a file (valid: a folder path)"),
 ]
 
