@@ -241,15 +241,44 @@ def apply_d4rl_conventions(task: str, dataset: dict) -> dict:
 
 
 def observation_stats(observations: np.ndarray, padded_rows: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Per-dimension mean and std (std < 1e-6 -> 1).
+    """Per-dimension mean and std (std < 1e-6 -> 1) of the observations the networks are fed.
 
-    With ``padded_rows`` (parity=official) the statistics are those of the dataset followed by zero rows up
-    to ``max(padded_rows, N + 1)`` rows, as the official code computes them over its zero-padded replay buffer.
+    ``padded_rows=None`` (parity=corrected): the dataset's exact statistics, computed in float64.
+    ``padded_rows`` (parity=official): what the official code computes (docs/method.md, "Observation
+    statistics"): NumPy's float32 ``mean`` and ``std`` over its replay buffer of ``max(padded_rows, N + 1)``
+    rows, the dataset followed by zero rows, accumulated row by row as NumPy reduces over the first axis.
+    The same numbers, bit for bit, without allocating the padded buffer.
     """
-    obs = observations.astype(np.float64)
-    rows = len(obs) if padded_rows is None else max(padded_rows, len(obs) + 1)
-    mean = obs.sum(0) / rows
-    var = np.maximum((obs**2).sum(0) / rows - mean**2, 0.0)
-    std = np.sqrt(var)
+    if padded_rows is None:
+        obs = observations.astype(np.float64)
+        mean = obs.mean(0)
+        std = np.sqrt(np.maximum((obs**2).mean(0) - mean**2, 0.0))
+    else:
+        obs = np.asarray(observations, dtype=np.float32)
+        rows = np.float32(max(padded_rows, len(obs) + 1))
+        zero = np.zeros(obs.shape[1:], np.float32)
+        chunks = [obs[i:i + _CHUNK] for i in range(0, len(obs), _CHUNK)]
+        mean = _sum_rows(zero, chunks) / rows  # the zero rows add exactly nothing to a float32 sum
+        pad_square = mean * mean  # each zero row's squared deviation from the mean
+        pads = [np.broadcast_to(pad_square, (min(_CHUNK, int(rows) - i), *pad_square.shape))
+                for i in range(len(obs), int(rows), _CHUNK)]
+        squares = _sum_rows(_sum_rows(zero, ((chunk - mean) ** 2 for chunk in chunks)), pads)
+        std = np.sqrt(squares / rows)
+    mean, std = mean.astype(np.float32), std.astype(np.float32)
     std[std < 1e-6] = 1.0
-    return mean.astype(np.float32), std.astype(np.float32)
+    return mean, std
+
+
+_CHUNK = 1 << 16
+
+
+def _sum_rows(start: np.ndarray, blocks) -> np.ndarray:
+    """``start`` plus every row of the arrays ``blocks``, added one row after the other in float32: exactly
+    NumPy's sum over the first axis of all of them stacked (C order), in bounded memory. The order matters:
+    NumPy sums along a contiguous axis pairwise, so each block is copied into a C-ordered array first."""
+    total = start
+    for block in blocks:
+        rows = np.empty((len(block) + 1, *total.shape), np.float32)  # C order: summed one row after another
+        rows[0], rows[1:] = total, block
+        total = np.add.reduce(rows, axis=0)
+    return total

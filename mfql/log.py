@@ -7,6 +7,8 @@ import logging
 import os
 import sys
 import time
+from collections import deque
+from contextlib import contextmanager
 from pathlib import Path
 
 from tqdm import tqdm
@@ -35,10 +37,16 @@ class Progress:
     """One progress display over steps: a tqdm bar on a terminal; off a terminal (SLURM logs, pipes), a
     log line every ``progress_seconds()`` with the step, the rate and the time left.
 
-    Iterate over it (``for step in Progress(range(...), ...)``) or call ``update()`` once per step.
+    Iterate over it (``for step in Progress(range(...), ...)``) or call ``update()`` once per step. The rate
+    and the time left come from the recent steps only (the last ``RATE_WINDOW`` seconds of stepping): the
+    first step (where torch.compile compiles) and every ``paused()`` block (evaluations) are left out, so a
+    slow start or a pause does not distort the estimate for the steady steps that remain.
     """
 
-    def __init__(self, iterable, total: int, desc: str, initial: int = 0, logger: logging.Logger | None = None):
+    RATE_WINDOW = 60.0
+
+    def __init__(self, iterable, total: int, desc: str, initial: int = 0, logger: logging.Logger | None = None,
+                 clock=time.perf_counter):
         self.iterable, self.total, self.desc, self.initial = iterable, total, desc, initial
         self.log = logger or logging.getLogger(f"mfql.{desc}")
         self.interactive = sys.stderr.isatty()
@@ -47,7 +55,31 @@ class Progress:
         self.postfix: dict = {}
         self.every = progress_seconds()
         self.done = initial
-        self.start = self.last = time.perf_counter()
+        self.clock = clock
+        self.last = clock()
+        self.excluded = 0.0  # seconds spent in paused() blocks
+        self.samples: deque[tuple[float, int]] = deque()  # (stepping seconds, steps done), the recent window
+
+    def stepping_time(self) -> float:
+        """Seconds since the start, less the paused ones."""
+        return self.clock() - self.excluded
+
+    @contextmanager
+    def paused(self):
+        """A block whose time is not stepping (an evaluation): left out of the rate and the time left."""
+        start = self.clock()
+        try:
+            yield
+        finally:
+            self.excluded += self.clock() - start
+            self.bar.unpause()
+
+    def rate(self) -> float | None:
+        """Steps per second over the recent window; None until two steps after the first were timed."""
+        if len(self.samples) < 2:
+            return None
+        (t0, n0), (t1, n1) = self.samples[0], self.samples[-1]
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else None
 
     def set_postfix(self, values: dict) -> None:
         self.postfix = values
@@ -56,14 +88,22 @@ class Progress:
     def update(self, count: int = 1) -> None:
         self.done += count
         self.bar.update(count)
-        now = time.perf_counter()
-        if not self.interactive and (now - self.last >= self.every or self.done >= self.total):
-            rate = (self.done - self.initial) / max(now - self.start, 1e-9)
-            eta = _duration((self.total - self.done) / rate) if rate > 0 else "?"
+        now = self.stepping_time()
+        if self.done - self.initial > 1:  # the first step (compilation) starts the clock, it is not timed
+            self.samples.append((now, self.done))
+        else:
+            self.samples.clear()
+            self.samples.append((now, self.done))
+        while len(self.samples) > 2 and now - self.samples[1][0] >= self.RATE_WINDOW:
+            self.samples.popleft()
+        wall = self.clock()
+        if not self.interactive and (wall - self.last >= self.every or self.done >= self.total):
+            rate = self.rate()
+            eta = _duration((self.total - self.done) / rate) if rate else "?"
             extra = "".join(f" {k}={v}" for k, v in self.postfix.items())
-            self.log.info("%s %d/%d (%.0f%%) %.1f/s ETA %s%s", self.desc, self.done, self.total,
-                          100.0 * self.done / max(self.total, 1), rate, eta, extra)
-            self.last = now
+            self.log.info("%s %d/%d (%.0f%%) %s/s ETA %s%s", self.desc, self.done, self.total,
+                          100.0 * self.done / max(self.total, 1), f"{rate:.1f}" if rate else "?", eta, extra)
+            self.last = wall
 
     def close(self) -> None:
         self.bar.close()

@@ -13,6 +13,7 @@ import os
 import platform
 import subprocess
 import time
+from contextlib import nullcontext
 from importlib import metadata
 from pathlib import Path
 
@@ -118,6 +119,7 @@ class Run:
         # The first step whose loss was not finite (-1: none yet), kept on the device: no sync per step.
         self.first_bad_step = torch.full((), -1, dtype=torch.long, device=self.device)
         self.last_good_state = None
+        self.progress: Progress | None = None  # the step loop's display, paused while this run evaluates
 
     # ------------------------------------------------------------------------------------------ files
     def meta(self) -> dict:
@@ -295,7 +297,8 @@ class Run:
                       " ".join(f"{k}={row[k]:.4g}" for k in self.agent.PROGRESS), row["updates_per_s"])
         if self.eval_envs and (step % cfg.eval_interval == 0 or step == self.last_step):
             self.check(step)
-            result = self.evaluate(step)
+            with self.progress.paused() if self.progress is not None else nullcontext():
+                result = self.evaluate(step)
             self.eval_log.write(result)
             self.tracker.log(result, "eval/")
             log.info("eval seed=%d step=%d %s=%.4f over %d episodes", cfg.seed, step, self.metric,
@@ -323,6 +326,7 @@ class Run:
         self.begin(start)
         bar = Progress(range(start, self.last_step + 1), total=self.last_step + 1 - self.first_step,
                        initial=start - self.first_step, desc="train", logger=log)
+        self.progress = bar
         batch_size = self.cfg.agent.batch_size
         for step in bar:
             if step > self.cfg.offline_steps:
@@ -394,6 +398,8 @@ def run_packed(runs: list[Run], statuses: list[str], compile: bool) -> None:
         run.begin(start)
     first, last = runs[0].first_step, runs[0].last_step
     bar = Progress(range(start, last + 1), total=last + 1 - first, initial=start - first, desc="train", logger=log)
+    for run in runs:
+        run.progress = bar
     batch_size = runs[0].cfg.agent.batch_size
     generators = [run.rng for run in runs]
     buffers, online_envs = [run.buffer for run in runs], runs[0].online_envs

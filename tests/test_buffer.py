@@ -84,3 +84,26 @@ def test_online_antmaze_transitions_get_the_dataset_reward_shift(minari_dir, tmp
     assert run.episode == 1  # episodes end at env_max_steps
     obs = online["observations"][-6:]
     assert obs.shape == (6, 29) and torch.equal(online["next_observations"][-6:][0], obs[1])
+
+
+def test_an_offline_run_allocates_the_dataset_only_and_official_stats_keep_the_configured_padding(
+        ogbench_dir, tmp_path):
+    """No online phase: the buffer's tensors hold the dataset's rows and no more (buffer_size=2M only sets the
+    official statistics' zero-padding); with online steps, exactly that many online rows are added."""
+    from mfql.data import load_ogbench, observation_stats
+
+    task = "cube-single-play-singletask-task1-v0"
+    common = [f"task={task}", f"out_dir={tmp_path}", f"data_dir={ogbench_dir.parent}", "model=small", "eval_episodes=0",
+              "device=cpu"]
+    offline = Run(train_config([*common, "offline_steps=10"]), "test", "no-data-hash", torch.device("cpu"))
+    dataset = load_ogbench(task, ogbench_dir.parent, verify=False)[1]
+    rows_in = len(dataset["observations"])
+    assert offline.cfg.buffer_size == 2_000_000 and rows_in < 10_000
+    assert {value.shape[0] for value in offline.buffer.offline.values()} == {rows_in}
+    assert all(value.shape[0] == 0 for value in offline.buffer.online.values())
+    mean, std = observation_stats(dataset["observations"], 2_000_000)
+    assert torch.equal(offline.agent.obs_mean.cpu(), torch.as_tensor(mean))  # padded to 2M, not to N
+    assert torch.equal(offline.agent.obs_std.cpu(), torch.as_tensor(std))
+    online = Run(train_config([*common, "offline_steps=10", "online_steps=7"]), "test", "no-data-hash",
+                 torch.device("cpu"))
+    assert all(value.shape[0] == 7 for value in online.buffer.online.values())

@@ -89,6 +89,28 @@ def test_observation_stats_official_padding_and_corrected():
     np.testing.assert_allclose(std_full, np.concatenate([obs, np.zeros((1, 4))]).std(0), rtol=1e-4)
 
 
+def test_official_observation_stats_equal_numpy_float32_over_the_padded_buffer():
+    """parity=official: bit for bit NumPy's float32 mean and std over the zero-padded 2M-row buffer (the
+    official code's arrays), on a 1M-row dataset; parity=corrected: the exact statistics."""
+    rng = np.random.default_rng(0)
+    rows = 1_000_000
+    obs = (rng.normal(0, 1, (rows, 5)) * [1, 10, 100, 0.01, 1] + [5, -20, 300, 0.5, 0]).astype(np.float32)
+    obs[:, 4] = 1.0 + rng.normal(0, 3e-7, rows).astype(np.float32)  # near-constant: official std < 1e-6
+    buffer = np.zeros((2_000_000, 5), np.float32)
+    buffer[:rows] = obs
+    mean, std = observation_stats(obs, 2_000_000)
+    numpy_std = buffer.std(0)
+    numpy_std[numpy_std < 1e-6] = 1.0
+    np.testing.assert_array_equal(mean, buffer.mean(0))
+    np.testing.assert_array_equal(std, numpy_std)
+    exact = buffer.astype(np.float64)
+    assert np.abs(std[:3] / exact.std(0)[:3] - 1).max() > 1e-3  # float32's accumulation is visibly off
+    # corrected: the dataset alone, exactly (float64)
+    mean_c, std_c = observation_stats(obs, None)
+    np.testing.assert_allclose(mean_c, obs.astype(np.float64).mean(0), rtol=1e-7)
+    np.testing.assert_allclose(std_c[:4], obs.astype(np.float64).std(0)[:4], rtol=1e-6)
+
+
 def test_antmaze_reward_shift_and_action_clip():
     data = {"rewards": np.array([0.0, 1.0, 0.0], np.float32), "actions": np.array([[1.0, -1.0, 0.5]], np.float32)}
     out = apply_d4rl_conventions("antmaze-umaze-v2", data)
