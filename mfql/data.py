@@ -251,8 +251,7 @@ def observation_stats(observations: np.ndarray, padded_rows: int | None) -> tupl
     """
     if padded_rows is None:
         obs = observations.astype(np.float64)
-        mean = obs.mean(0)
-        std = np.sqrt(np.maximum((obs**2).mean(0) - mean**2, 0.0))
+        mean, std = obs.mean(0), obs.std(0)
     else:
         obs = np.asarray(observations, dtype=np.float32)
         rows = np.float32(max(padded_rows, len(obs) + 1))
