@@ -1,6 +1,6 @@
 """Figures of the paper's kind (seaborn, PNG and PDF): learning curves per task and per environment group
-with a band over seeds, offline-to-online curves with the switch marked, and an aggregate panel (IQM and
-mean with 95 % stratified-bootstrap confidence intervals)."""
+with the mean and its 95 % t-interval over seeds, offline-to-online curves with the switch marked, and an
+aggregate panel (IQM and mean with 95 % stratified-bootstrap confidence intervals)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from mfql.checkpoint import atomic_write  # noqa: E402
-from mfql.stats import iqm, stratified_bootstrap_ci  # noqa: E402
+from mfql.stats import iqm, stratified_bootstrap_ci, t_interval  # noqa: E402
 
 sns.set_theme(style="whitegrid", palette="colorblind")
 YLABEL = {"success": "OGBench success rate (%)", "normalized_return": "D4RL normalized return"}
@@ -41,7 +41,7 @@ def facet_curves(data: pd.DataFrame, col: str, stem: Path, title: str, switch: d
         return empty(stem, f"no runs: {title}")
     data = data.assign(step_k=data.step / 1000)
     grid = sns.relplot(data=data, x="step_k", y="value", col=col, col_wrap=min(4, data[col].nunique()),
-                       hue="variant", kind="line", errorbar="sd", height=2.6, aspect=1.3,
+                       hue="variant", kind="line", errorbar=t_interval, height=2.6, aspect=1.3,
                        facet_kws={"sharey": False})
     for name, ax in grid.axes_dict.items():
         metric = data[data[col] == name].metric.iloc[0]
@@ -50,7 +50,7 @@ def facet_curves(data: pd.DataFrame, col: str, stem: Path, title: str, switch: d
         ax.set_title(str(name), fontsize=8)
         if switch and name in switch:
             ax.axvline(switch[name] / 1000, color="k", ls="--", lw=1, label="offline → online")
-    grid.figure.suptitle(f"{title} (mean ± std over seeds)", y=1.02, fontsize=10)
+    grid.figure.suptitle(f"{title} (mean and 95 % t-interval over seeds)", y=1.02, fontsize=10)
     save(grid.figure, stem)
 
 

@@ -49,7 +49,15 @@ class AlphaController:
         self.valid = torch.zeros((), dtype=torch.long, device=device)
         # The official average reads the first `valid` slots while writing at the end (only right once full).
         slots = torch.arange(window, device=device)
+        self.official_window = official_window
         self.averaged = (lambda valid: slots < valid) if official_window else (lambda valid: slots >= window - valid)
+
+    def unfilled_after_warmup(self) -> bool:
+        """True when the official average (first ``valid`` slots, written at the end) can act before the
+        history is full: warm-up shorter than ``window`` events. Until the history is about half full, that
+        average reads mostly empty slots, falls below a fifth of the current loss, and alpha grows x1.2 at every
+        event (by default: offline budgets under 400k steps; the paper's are 1M and 500k)."""
+        return self.enabled and self.official_window and self.warmup < self.interval * len(self.history)
 
     def is_event(self, step):
         step = torch.as_tensor(step, device=self.alpha.device)

@@ -14,6 +14,17 @@ def run_score(steps: np.ndarray, values: np.ndarray, suite: str, last: int = 3) 
     return float(values[-last:].mean()) if suite == "ogbench" else float(values[-1])
 
 
+def t_interval(values, level: float = 0.95) -> tuple[float, float]:
+    """Student-t confidence interval of the mean over seeds (the learning curves' band); a single value has
+    no interval (both ends are the value)."""
+    values = np.asarray(values, dtype=float)
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, mean
+    half = float(stats.t.ppf(0.5 + level / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
+    return mean - half, mean + half
+
+
 def iqm(values: np.ndarray) -> float:
     """Interquartile mean: the mean of the middle 50 % of all values."""
     return float(stats.trim_mean(np.asarray(values, dtype=float).ravel(), 0.25))

@@ -244,3 +244,20 @@ def test_parity_alpha_history_window():
     assert official.update(3, 0.5) == 1.2  # 0.5 > 5 * 0
     assert corrected.update(3, 0.5) == 0.8  # 0.5 < 50.5 / 5
     np.testing.assert_allclose(corrected.history, [0, 100, 1, 0.5])
+
+
+def test_official_alpha_average_ramps_alpha_when_the_budget_is_short():
+    """parity=official at a 30k-step budget: the warm-up (3k steps) ends before the 20-event history is full,
+    the average reads empty slots, and alpha grows x1.2 at each event until the history is about half full
+    (ten events for a steady loss: x6.2); at the paper's 1M steps, and with the
+    corrected average, a steady loss leaves alpha at its task value."""
+    def alpha_at(steps, official, until):
+        ctl = AlphaController(120.0, steps, 0.1, official_window=official)
+        for step in range(until + 1):
+            alpha = ctl.update(step, 0.3)
+        return float(alpha), ctl.unfilled_after_warmup()
+
+    ramped, flagged = alpha_at(30_000, True, 30_000)
+    assert flagged and ramped == pytest.approx(120.0 * 1.2 ** 10)
+    assert alpha_at(1_000_000, True, 200_000) == (120.0, False)
+    assert alpha_at(30_000, False, 30_000) == (120.0, False)

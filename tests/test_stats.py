@@ -34,3 +34,15 @@ def test_welch_p_value():
     assert welch_p_value(50, 5, 8, 50, 5, 8) == pytest.approx(1.0)
     assert welch_p_value(80, 2, 8, 50, 2, 8) < 1e-10
     assert np.isnan(welch_p_value(50, 5, 1, 50, 5, 8))
+
+
+def test_t_interval_is_the_student_t_band_of_the_mean():
+    from scipy import stats as sps
+
+    from mfql.stats import t_interval
+
+    values = np.array([0.0, 10.0, 20.0])
+    low, high = t_interval(values)
+    half = sps.t.ppf(0.975, 2) * 10.0 / np.sqrt(3)  # sd 10, n 3
+    assert np.isclose(low, 10.0 - half) and np.isclose(high, 10.0 + half) and np.isclose(half, 24.84, atol=0.01)
+    assert t_interval(np.array([5.0])) == (5.0, 5.0)
