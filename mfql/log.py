@@ -60,10 +60,6 @@ class Progress:
         self.excluded = 0.0  # seconds spent in paused() blocks
         self.samples: deque[tuple[float, int]] = deque()  # (stepping seconds, steps done), the recent window
 
-    def stepping_time(self) -> float:
-        """Seconds since the start, less the paused ones."""
-        return self.clock() - self.excluded
-
     @contextmanager
     def paused(self):
         """A block whose time is not stepping (an evaluation): left out of the rate and the time left."""
@@ -88,15 +84,13 @@ class Progress:
     def update(self, count: int = 1) -> None:
         self.done += count
         self.bar.update(count)
-        now = self.stepping_time()
-        if self.done - self.initial > 1:  # the first step (compilation) starts the clock, it is not timed
-            self.samples.append((now, self.done))
-        else:
+        wall = self.clock()
+        now = wall - self.excluded
+        if self.done - self.initial <= 1:  # the first step (compilation) starts the clock, it is not timed
             self.samples.clear()
-            self.samples.append((now, self.done))
+        self.samples.append((now, self.done))
         while len(self.samples) > 2 and now - self.samples[1][0] >= self.RATE_WINDOW:
             self.samples.popleft()
-        wall = self.clock()
         if not self.interactive and (wall - self.last >= self.every or self.done >= self.total):
             rate = self.rate()
             eta = _duration((self.total - self.done) / rate) if rate else "?"

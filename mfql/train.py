@@ -279,12 +279,11 @@ class Run:
         self.tick, self.tick_step = time.perf_counter(), start
         controller = getattr(self.agent, "alpha_ctl", None)
         if controller is not None and controller.unfilled_after_warmup():
-            log.warning("offline_steps=%d is under %d: with parity=official the alpha controller's warm-up ends "
-                        "before its history is full, and alpha then grows x%g at each event until it is about half "
-                        "full (the official code's averaging, docs/method.md); agent.dynamic_alpha=false keeps "
-                        "alpha at the task's value", cfg.offline_steps,
-                        int(controller.interval * len(controller.history) / cfg.agent.alpha_warmup_frac),
-                        controller.increase)
+            log.warning("with parity=official and offline_steps=%d the alpha controller's warm-up (%d steps) ends "
+                        "before its history is full (%d steps), and alpha then grows x%g at each event until it is "
+                        "about half full (the official code's averaging, docs/method.md); agent.dynamic_alpha=false "
+                        "keeps alpha at the task's value", cfg.offline_steps, controller.warmup,
+                        controller.interval * len(controller.history), controller.increase)
 
     def after_update(self, step: int, info: dict) -> dict | None:
         """Everything after this step's update: divergence watch, train.csv row, evaluation, resume state.
