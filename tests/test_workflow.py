@@ -16,6 +16,7 @@ from tests.conftest import ROOT
 
 CI_CONFIG = ROOT / "tests" / "workflow" / "config.yaml"
 SWEEP_USER = ROOT / "tests" / "workflow" / "sweep_user.yaml"
+SUITES = ", ".join(OmegaConf.load(ROOT / "config" / "config.yaml").suites)
 
 
 def snakemake(*args, cwd=ROOT, check=True, timeout=1800):
@@ -72,7 +73,7 @@ def test_ablation_and_sweep_plans():
 
 
 @pytest.mark.parametrize("override, needle", [
-    (["--config", "suite=huge"], "suite: 'huge' is not defined (valid: quick, paper, ablations, sweep)"),
+    (["--config", "suite=huge"], f"suite: 'huge' is not defined (valid: {SUITES})"),
     (["--config", "suite=paper", "strict=maybe"], "config error: strict: 'maybe' is not of type 'boolean'"),
     (["results/offline/mfql/cube-single-play-singletask-task9-v0/seed0/final.pt"],
      "config error: target results/offline/mfql/cube-single-play-singletask-task9-v0/seed0/final.pt: unknown task"),
