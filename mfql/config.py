@@ -216,7 +216,7 @@ def train_config(argv: list[str]) -> DictConfig:
     merged.suite = task.suite
     merged.env_group = task.env_group
     merged.dataset = task.dataset
-    for key in PIXEL_KEYS:  # the task file's pixel settings, unless the command line gives its own
+    for key in (*PIXEL_KEYS, "eval_protocol"):  # the task file's settings, unless the command line gives its own
         if key in task and not any(a.startswith(f"{key}=") for a in argv):
             merged[key] = task[key]
     if task.get("visual", False) and online:
@@ -225,6 +225,12 @@ def train_config(argv: list[str]) -> DictConfig:
     if task.get("visual", False) != (merged.agent.encoder is not None):
         raise ConfigError(f"agent.encoder={merged.agent.encoder} is not valid for task {cfg.task} (valid: "
                           + ("an image encoder, e.g. impala_small)" if task.get("visual", False) else "null)"))
+    from mfql.protocol import PROTOCOLS
+
+    protocols = PROTOCOLS if merged.suite == "d4rl" else (None,)
+    if merged.eval_protocol not in protocols:
+        raise ConfigError(f"eval_protocol={merged.eval_protocol!r} is not valid for task {cfg.task} (valid: "
+                          f"{', '.join(map(str, protocols)).replace('None', 'null')})")
     validate_train(merged)
     return merged
 

@@ -27,13 +27,14 @@ class EnvSpec:
     data_dir: str
     max_steps: int | None = None
     frame_stack: int | None = None
+    protocol: str | None = None  # D4RL tasks: d4rl | minari (mfql/protocol.py)
 
     def make(self, minari_dataset=None):
         if self.suite != "ogbench" and minari_dataset is None:
             from mfql.data import minari_dataset_of
 
             minari_dataset = minari_dataset_of(self.task, self.data_dir, verify=False)  # checked by the job
-        return make_env(self.task, self.suite, minari_dataset, self.max_steps, self.frame_stack)
+        return make_env(self.task, self.suite, minari_dataset, self.max_steps, self.frame_stack, self.protocol)
 
 
 def step_env(env, action) -> tuple:
@@ -70,7 +71,7 @@ class EnvPool:
     return one result per pair, in order."""
 
     def __init__(self, spec: EnvSpec, count: int, workers: int = 0, minari_dataset=None):
-        self.count, self.workers = count, min(workers, count)
+        self.spec, self.count, self.workers = spec, count, min(workers, count)
         if self.workers == 0:
             self.envs = [spec.make(minari_dataset) for _ in range(count)]
             return
@@ -89,11 +90,16 @@ class EnvPool:
     def of(cls, envs: list) -> EnvPool:
         """An in-process pool of environments already made."""
         pool = cls.__new__(cls)
-        pool.count, pool.workers, pool.envs = len(envs), 0, list(envs)
+        pool.spec, pool.count, pool.workers, pool.envs = None, len(envs), 0, list(envs)
         return pool
 
     def __len__(self) -> int:
         return self.count
+
+    @property
+    def d4rl_task(self) -> str | None:
+        """The task whose episodes are scored with D4RL's reference scores (protocol d4rl), if any."""
+        return self.spec.task if self.spec is not None and self.spec.protocol == "d4rl" else None
 
     def _call(self, command: str, items: list[tuple[int, object]]) -> list:
         if self.workers == 0:

@@ -40,15 +40,20 @@ class FrameStack:
 
 
 def make_env(task: str, suite: str, minari_dataset=None, max_steps: int | None = None,
-             frame_stack: int | None = None):
+             frame_stack: int | None = None, protocol: str | None = None):
     """A fresh environment of the task. OGBench: single-task env with success computed after the step
-    (``success_timing='post'``, the 1.1.0 semantics the paper used). D4RL: Minari's evaluation env.
+    (``success_timing='post'``, the 1.1.0 semantics the paper used). D4RL: Minari's evaluation env, with
+    D4RL's episode limit, goal test, termination and reward under ``protocol='d4rl'`` (mfql/protocol.py).
     ``max_steps`` shortens episodes (quick CPU runs and tests only; the paper uses the envs' own limits);
     ``frame_stack``: pixel tasks' stacked frames."""
     if suite == "ogbench":
         import ogbench
 
         env = ogbench.make_env_and_datasets(task, env_only=True, success_timing="post")
+    elif protocol == "d4rl":
+        from mfql.protocol import make_d4rl_env
+
+        env = make_d4rl_env(task, minari_dataset)
     else:
         env = minari_dataset.recover_environment(eval_env=True)
     if max_steps is not None:
@@ -63,10 +68,16 @@ def online_reward(task: str, reward: float) -> float:
     return reward - 1.0 if task.startswith("antmaze") else reward
 
 
-def episode_score(suite: str, success, episode_return: float, minari_dataset=None) -> float:
-    """OGBench: ``success`` of the last step (0/1). D4RL: Minari's normalised return x 100."""
+def episode_score(suite: str, success, episode_return: float, minari_dataset=None,
+                  d4rl_task: str | None = None) -> float:
+    """OGBench: ``success`` of the last step (0/1). D4RL: the normalised return x 100, with D4RL's reference
+    scores for ``d4rl_task`` (protocol d4rl), else with Minari's."""
     if suite == "ogbench":
         return float(success)
+    if d4rl_task is not None:
+        from mfql.protocol import d4rl_score
+
+        return d4rl_score(d4rl_task, episode_return)
     import minari
 
     return 100.0 * float(minari.get_normalized_score(minari_dataset, np.array([episode_return]))[0])

@@ -76,7 +76,7 @@ def play_lockstep(agent, pool: EnvPool, ids: list[int], suite: str, seed: int, m
                 list(zip(running, actions)))):
             returns[i] += reward
             if terminated or truncated:
-                scores[i] = episode_score(suite, success, returns[i], minari_dataset)
+                scores[i] = episode_score(suite, success, returns[i], minari_dataset, pool.d4rl_task)
             else:
                 still.append(i)
         running, step = still, step + 1
@@ -130,7 +130,7 @@ def main(argv: list[str]) -> None:
     data_dir = cfg.data_dir if cfg.data_dir is not None else run_cfg.data_dir
     minari_dataset = minari_dataset_of(run_cfg.task, data_dir) if run_cfg.suite != "ogbench" else None
     pool = EnvPool(EnvSpec(run_cfg.task, run_cfg.suite, str(data_dir), run_cfg.env_max_steps,
-                           run_cfg.get("frame_stack")),
+                           run_cfg.get("frame_stack"), run_cfg.get("eval_protocol")),
                    min(cfg.envs, cfg.episodes), cfg.env_workers, minari_dataset)
     try:
         scores = run_episodes(agent, pool, run_cfg.suite, cfg.episodes, cfg.seed, minari_dataset, progress=True)

@@ -82,6 +82,8 @@ def read_run(run_dir: Path, planned: dict | None = None) -> tuple[dict, pd.DataF
         "paper_sizes": paper_sizes(cfg), "alpha": float(cfg.agent.alpha),
         "env_max_steps": cfg.env_max_steps, "eval_episodes": int(cfg.eval_episodes),
         "task_budget": int(load_task(cfg.task).offline_steps),
+        "eval_differences": "; ".join(meta.get("minari_eval_env", {}).get("differences_from_d4rl", []))
+        if meta.get("eval_protocol") == "minari" else "",
     }
     if final_eval is not None:
         info["final_eval"] = scale * final_eval[metric]

@@ -36,6 +36,8 @@ def run_key(cfg: DictConfig, data_sha256: str) -> str:
         plain["agent"].pop("encoder", None)
         for key in PIXEL_KEYS:
             plain.pop(key, None)
+    if plain.get("eval_protocol") is None:  # an OGBench run: the key it had before D4RL's protocol was an option
+        plain.pop("eval_protocol", None)
     if plain.get("method", "mfql") == "mfql":
         plain.pop("method", None)
         for key in FQL_ONLY_KEYS:

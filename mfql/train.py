@@ -134,6 +134,9 @@ class Run:
                         "files": [str(f) for f in files], "sha256": self.data_sha256,
                         "transitions": self.buffer.num_offline},
             "ogbench_success_timing": "post" if self.cfg.suite == "ogbench" else None,
+            **({"eval_protocol": self.cfg.eval_protocol, "minari_eval_env": minari_eval_env(self.cfg.task,
+                                                                                           self.minari_dataset)}
+               if self.cfg.suite == "d4rl" else {}),
         }
 
     def read_csvs(self) -> dict:
@@ -346,11 +349,24 @@ class Run:
         self.finish()
 
 
+def minari_eval_env(task: str, minari_dataset) -> dict:
+    """Minari's recorded evaluation environment of a D4RL task and how its episodes differ from D4RL's (what
+    eval_protocol=d4rl restores; the verification names them for eval_protocol=minari)."""
+    from mfql.protocol import spec_differences
+
+    env = minari_dataset.recover_environment(eval_env=True)
+    spec = env.spec
+    env.close()
+    return {"id": spec.id, "max_episode_steps": spec.max_episode_steps,
+            "kwargs": {k: v for k, v in spec.kwargs.items() if k != "maze_map"},
+            "differences_from_d4rl": spec_differences(task, spec)}
+
+
 def make_pools(cfgs: list, minari_dataset) -> tuple:
     """(evaluation pool, online pool or None) for the runs of ``cfgs`` (one run, or a packed job's seeds: they
     evaluate one after another, so they share the evaluation environments; each has its own online one)."""
     cfg = cfgs[0]
-    spec = EnvSpec(cfg.task, cfg.suite, str(cfg.data_dir), cfg.env_max_steps, cfg.frame_stack)
+    spec = EnvSpec(cfg.task, cfg.suite, str(cfg.data_dir), cfg.env_max_steps, cfg.frame_stack, cfg.eval_protocol)
     eval_pool = EnvPool(spec, min(cfg.eval_envs, cfg.eval_episodes), cfg.env_workers, minari_dataset)
     online = EnvPool(spec, len(cfgs), cfg.env_workers, minari_dataset) if cfg.online_steps > 0 else None
     return eval_pool, online

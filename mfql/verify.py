@@ -81,6 +81,9 @@ def not_comparable_reasons(runs: pd.DataFrame) -> list[str]:
         reasons.append("regenerated dataset, not OGBench's")
     if runs.env_max_steps.notna().any():
         reasons.append("shortened episodes")
+    differences = sorted({d for d in runs.get("eval_differences", pd.Series(dtype=str)).fillna("") if d})
+    if differences:
+        reasons.append(f"Minari's evaluation env, not D4RL's: {differences[0]}")
     if runs.task.iloc[0].startswith("antmaze") and runs.suite.iloc[0] == "d4rl":
         reasons.append("Minari's regenerated antmaze data, not D4RL's")
     if len(runs) < 2:
