@@ -55,7 +55,7 @@ def atomic_write(path: str | Path, write) -> None:
 
 
 def write_text(path: str | Path, text: str) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, newline=""))  # the text's own line endings
 
 
 def write_json(path: str | Path, obj) -> None:

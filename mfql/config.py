@@ -31,6 +31,17 @@ PLACEMENT_KEYS = ("out_dir", "data_dir", "device", "threads", "flush_denormal", 
                   "eval_envs", "env_workers", "seeds")
 
 
+def hydra_value(value) -> str:
+    """A YAML value as Hydra's command-line grammar reads it back (quoted for the shell by whoever runs it)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ",".join(hydra_value(v) for v in value) + "]"
+    return str(value)
+
+
 class ConfigError(ValueError):
     """A bad command-line or config value; the message is one line for the user."""
 

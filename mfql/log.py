@@ -110,7 +110,8 @@ class Progress:
 
 
 class CSVLog:
-    """Appends rows to a CSV whose first column is ``step``; the header is fixed by ``fields`` or the first row."""
+    """Appends rows to a CSV whose first column is ``step``; the header is fixed by ``fields`` or the first row.
+    Lines end in ``\n`` (not the csv module's ``\r\n``), as the copies kept in checkpoints do."""
 
     def __init__(self, path: str | Path, fields: list[str] | None = None):
         self.path = Path(path)
@@ -121,14 +122,14 @@ class CSVLog:
         elif fields is not None:
             self.fields = list(fields)
             with open(self.path, "w", newline="") as handle:
-                csv.writer(handle).writerow(self.fields)
+                csv.writer(handle, lineterminator="\n").writerow(self.fields)
 
     def write(self, row: dict) -> None:
         new = self.fields is None
         if new:
             self.fields = ["step"] + [k for k in row if k != "step"]
         with open(self.path, "a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=self.fields, extrasaction="ignore")
+            writer = csv.DictWriter(handle, fieldnames=self.fields, extrasaction="ignore", lineterminator="\n")
             if new:
                 writer.writeheader()
             writer.writerow(row)

@@ -8,13 +8,15 @@ tasks; offline-to-online is reported as before (end of the offline phase) -> aft
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from mfql.config import CONFIG_DIR, load_task
+from mfql.config import CONFIG_DIR, hydra_value, load_task, train_config
+from mfql.runfolder import key_config
 from mfql.stats import run_score
 
 SETTINGS = ("offline", "o2o")
@@ -33,14 +35,13 @@ def check_run(run_dir: Path, planned: dict, cfg, meta: dict, final_eval: dict | 
     if cfg.task != planned["task"] or int(cfg.seed) != int(planned["seed"]):
         refuse(f"config.yaml is of task {cfg.task} seed {cfg.seed}, the suite plans {planned['task']} "
                f"seed {planned['seed']} here")
-    for key, value in planned.get("args", {}).items():
-        if OmegaConf.select(cfg, key) != value:
-            refuse(f"config.yaml has {key}={OmegaConf.select(cfg, key)!r}, the suite asks for {value!r}")
-    if "model" in planned:  # the suite's model, unless the variant sets the actor itself
-        actor = planned.get("args", {}).get("agent.actor",
-                                            OmegaConf.load(CONFIG_DIR / "model" / f"{planned['model']}.yaml").actor)
-        if cfg.agent.actor != actor:
-            refuse(f"config.yaml has agent.actor={cfg.agent.actor}, the suite's model={planned['model']} has {actor}")
+    differing = identity_differences(cfg, planned)
+    if differing:
+        key, mine, plan = differing[0]
+        more = (f" (and {len(differing) - 1} more: {', '.join(k for k, _, _ in differing[1:4])})"
+                if differing[1:] else "")
+        raise ResultError(f"{run_dir}: config.yaml has {key}={mine!r}, the suite plans {plan!r}{more}; rerun it "
+                          "with --config overwrite=true (or delete the folder's outputs)")
     if meta.get("task") != cfg.task or int(meta.get("seed", -1)) != int(cfg.seed):
         refuse(f"meta.json is of task {meta.get('task')} seed {meta.get('seed')}, config.yaml of {cfg.task} "
                f"seed {cfg.seed}")
@@ -50,6 +51,33 @@ def check_run(run_dir: Path, planned: dict, cfg, meta: dict, final_eval: dict | 
                    f"{final_eval.get('run_key')}), not this run's ({cfg.task}, {meta.get('run_key')})")
         if final_eval.get("checkpoint_sha256") != meta.get("final_sha256"):
             refuse("final_eval.json evaluated another final.pt than the one meta.json records")
+
+
+@lru_cache(maxsize=None)
+def _planned_identity(task: str, options: tuple[str, ...]) -> dict:
+    return flatten(key_config(train_config([f"task={task}", "seed=0", "out_dir=.", *options])))
+
+
+def identity_differences(cfg, planned: dict) -> list[tuple[str, object, object]]:
+    """(key, the run's value, the plan's value) for each key of the run's identity (its config, as its run key
+    hashes it) that is not what the suite plans for it."""
+    args = {**planned.get("args", {}), **({"model": planned["model"]} if "model" in planned else {})}
+    plan = {"method": "mfql", **_planned_identity(planned["task"], tuple(f"{k}={hydra_value(v)}"
+                                                                      for k, v in args.items())),
+            "seed": int(planned["seed"])}
+    mine = {"method": "mfql", **flatten(key_config(cfg))}  # the key leaves method=mfql out
+    keys = sorted(set(mine) | set(plan), key=lambda k: (k.count("."), k))  # method, steps before agent.*
+    return [(k, mine.get(k), plan.get(k)) for k in keys if mine.get(k) != plan.get(k)]
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def paper_sizes(cfg) -> bool:
@@ -69,7 +97,7 @@ def read_run(run_dir: Path, planned: dict | None = None) -> tuple[dict, pd.DataF
     final_eval = json.loads(final_eval_path.read_text()) if final_eval_path.exists() else None
     if planned is not None:
         check_run(run_dir, planned, cfg, meta, final_eval)
-    evals = pd.read_csv(run_dir / "eval.csv")
+    evals = scored_evaluations(run_dir, cfg, meta)
     metric = "success" if cfg.suite == "ogbench" else "normalized_return"
     scale = 100.0 if metric == "success" else 1.0
     method = cfg.get("method", "mfql")
@@ -89,6 +117,37 @@ def read_run(run_dir: Path, planned: dict | None = None) -> tuple[dict, pd.DataF
         info["final_eval"] = scale * final_eval[metric]
     curve = pd.DataFrame({"step": evals["step"], "value": scale * evals[metric]})
     return info, curve
+
+
+def scored_evaluations(run_dir: Path, cfg, meta: dict) -> pd.DataFrame:
+    """The run's eval.csv, which must hold the evaluations its score is made of (the final one, and for OGBench
+    the last three); one that lacks them is written back from final.pt's copy if that copy has them."""
+    last = int(cfg.offline_steps) + int(cfg.online_steps)
+    needed = 1 if cfg.suite == "d4rl" else 3
+
+    def complete(evals: pd.DataFrame) -> bool:
+        return last in set(evals["step"]) and len(evals) >= min(needed, 1 + last // int(cfg.eval_interval))
+
+    evals = pd.read_csv(run_dir / "eval.csv")
+    if complete(evals):
+        return evals
+    copy = None
+    if (run_dir / "final.pt").is_file():
+        from io import StringIO
+
+        from mfql.checkpoint import CheckpointError, load_final, write_text
+
+        try:
+            copy = load_final(run_dir / "final.pt", meta.get("final_sha256")).get("csv", {}).get("eval.csv")
+        except CheckpointError:
+            copy = None
+        if copy is not None and complete(pd.read_csv(StringIO(copy))):
+            write_text(run_dir / "eval.csv", copy)
+            return pd.read_csv(run_dir / "eval.csv")
+    missing = "" if last in set(evals["step"]) else f", none at the final step {last}"
+    raise ResultError(f"{run_dir}: eval.csv has {len(evals)} evaluations{missing} (its score needs "
+                      f"{'the final one' if needed == 1 else 'the last three'}) and final.pt has no complete copy; "
+                      "rerun it with --config overwrite=true (or delete the folder's outputs)")
 
 
 def collect(planned: list[dict], data_source: str) -> tuple[pd.DataFrame, pd.DataFrame]:

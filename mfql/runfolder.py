@@ -29,6 +29,12 @@ RUN_FILES = ("config.yaml", "meta.json", *CSV_FILES, "final.pt")
 
 
 def run_key(cfg: DictConfig, data_sha256: str) -> str:
+    text = json.dumps({"config": key_config(cfg), "data_sha256": data_sha256}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def key_config(cfg: DictConfig) -> dict:
+    """The part of a resolved run config that determines its result: what the run key hashes."""
     plain = OmegaConf.to_container(cfg, resolve=True)
     for key in PLACEMENT_KEYS:
         plain.pop(key, None)
@@ -42,8 +48,7 @@ def run_key(cfg: DictConfig, data_sha256: str) -> str:
         plain.pop("method", None)
         for key in FQL_ONLY_KEYS:
             plain["agent"].pop(key, None)
-    text = json.dumps({"config": plain, "data_sha256": data_sha256}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return plain
 
 
 def describe(cfg: dict) -> str:

@@ -140,7 +140,7 @@ class Run:
         }
 
     def read_csvs(self) -> dict:
-        return {name: (self.out / name).read_text() for name in CSV_FILES if (self.out / name).exists()}
+        return {name: (self.out / name).read_bytes().decode() for name in CSV_FILES if (self.out / name).exists()}
 
     def save_resume(self, step: int) -> None:
         # The CSVs so far travel with the state: a workflow manager may delete them before a rerun.

@@ -8,6 +8,7 @@ import http.server
 import json
 import os
 import pickle
+import re
 import shutil
 import stat
 import subprocess
@@ -287,11 +288,12 @@ def test_download_falls_back_to_the_mirror_and_verifies_its_checksums(tmp_path, 
 
 
 # ------------------------------------------------------------------------------------------ aggregation
-def fake_run(root, setting, task, seed, *, cfg_task=None, eval_task=None, offline_steps=100, method="mfql"):
+def fake_run(root, setting, task, seed, *, cfg_task=None, eval_task=None, offline_steps=100, method="mfql",
+             extra=(), eval_steps=(0, 50, 100)):
     folder = root / "results" / setting / "mfql" / task / f"seed{seed}"
     folder.mkdir(parents=True)
     cfg = train_config([f"task={cfg_task or task}", f"seed={seed}", "out_dir=.", "model=small",
-                        f"offline_steps={offline_steps}", f"method={method}"])
+                        f"offline_steps={offline_steps}", f"method={method}", "eval_interval=50", *extra])
     from omegaconf import OmegaConf
 
     (folder / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
@@ -300,13 +302,13 @@ def fake_run(root, setting, task, seed, *, cfg_task=None, eval_task=None, offlin
     with open(folder / "eval.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["step", "success", "success_std", "episodes"])
-        for step in (0, 50, 100):
+        for step in eval_steps:
             writer.writerow([step, 0.5, 0.1, 2])
     final_eval = {"task": eval_task or cfg.task, "run_key": meta["run_key"] if not eval_task else "other",
                   "checkpoint_sha256": "f" * 64, "success": 0.5}
     (folder / "final_eval.json").write_text(json.dumps(final_eval))
     return {"setting": setting, "variant": "mfql", "task": task, "seed": seed, "dir": str(folder),
-            "args": {"offline_steps": 100, "method": "mfql"}, "model": "small"}
+            "args": {"offline_steps": 100, "method": "mfql", "eval_interval": 50}, "model": "small"}
 
 
 def test_tables_take_exactly_the_planned_runs_and_refuse_mismatched_files(tmp_path):
@@ -322,12 +324,33 @@ def test_tables_take_exactly_the_planned_runs_and_refuse_mismatched_files(tmp_pa
         "config.yaml is of task": fake_run(tmp_path / "a", "offline", TASK, 0, cfg_task=other),
         "final_eval.json evaluated a checkpoint of task": fake_run(tmp_path / "b", "offline", TASK, 0, eval_task=other),
         "config.yaml has offline_steps=200": fake_run(tmp_path / "c", "offline", TASK, 0, offline_steps=200),
-        "config.yaml has method='fql', the suite asks for 'mfql'": fake_run(tmp_path / "d", "offline", TASK, 0,
-                                                                            method="fql"),
+        "config.yaml has method='fql', the suite plans 'mfql'": fake_run(tmp_path / "d", "offline", TASK, 0,
+                                                                         method="fql"),
+        # an option the suite does not set itself: the run's whole identity is compared, not the suite's options
+        "config.yaml has agent.alpha=99, the suite plans 120": fake_run(tmp_path / "e", "offline", TASK, 0,
+                                                                          extra=["agent.alpha=99"]),
+        "eval.csv has 0 evaluations, none at the final step 100 (its score needs the last three)": fake_run(
+            tmp_path / "f", "offline", TASK, 0, eval_steps=()),
+        "eval.csv has 2 evaluations (its score needs the last three)": fake_run(tmp_path / "g", "offline", TASK, 0,
+                                                                                eval_steps=(50, 100)),
     }
     for needle, run in cases.items():
-        with pytest.raises(ResultError, match=needle.replace(".", r"\.")):
+        with pytest.raises(ResultError, match=re.escape(needle)):
             collect([run], "regenerate")
+
+
+def test_a_header_only_eval_csv_is_written_back_from_final_pt(tmp_path, ogbench_dir):
+    from mfql.results import collect
+
+    out = tmp_path / "run"
+    train(out, ogbench_dir.parent, "offline_steps=10")
+    whole = (out / "eval.csv").read_bytes()
+    (out / "eval.csv").write_text(whole.decode().splitlines()[0] + "\n")
+    planned = {"setting": "offline", "variant": "mfql", "task": TASK, "seed": 0, "dir": str(out), "model": "small",
+               "args": {"env_max_steps": 5, "eval_episodes": 1, "log_interval": 5, "eval_interval": 5,
+                        "offline_steps": 10}}
+    _, scores = collect([planned], "regenerate")
+    assert len(scores) == 1 and (out / "eval.csv").read_bytes() == whole
 
 
 def test_stale_temporary_files_of_a_killed_write_are_cleaned(tmp_path, ogbench_dir):

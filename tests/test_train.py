@@ -83,7 +83,8 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, ogbench_dir):
         (out / name).unlink()
     resumed = run_module("mfql.train", *train_args(out, ogbench_dir.parent, *args))
     assert "resumed from step" in resumed.stderr
-    assert (out / "eval.csv").read_text() == (ref / "eval.csv").read_text()
+    assert (out / "eval.csv").read_bytes() == (ref / "eval.csv").read_bytes()  # bytes: one line ending throughout
+    assert b"\r" not in (out / "train.csv").read_bytes() + (ref / "train.csv").read_bytes()
     assert [r["step"] for r in read_csv(out / "train.csv")] == [r["step"] for r in read_csv(ref / "train.csv")]
     a, b = torch.load(ref / "final.pt", weights_only=True), torch.load(out / "final.pt", weights_only=True)
     for key in ("actor", "critic", "target_critic"):
@@ -133,7 +134,8 @@ def test_kills_at_random_points_and_during_checkpoint_writes_then_rerun_ends_ide
     kill_repeatedly(cmd, out / "_resume", random_kills=3, seed=0, delays=(2.0, 9.0))
     run_module("mfql.train", *train_args(out, ogbench_dir.parent, *args))
 
-    assert (out / "eval.csv").read_text() == (ref / "eval.csv").read_text()
+    assert (out / "eval.csv").read_bytes() == (ref / "eval.csv").read_bytes()
+    assert b"\r" not in (out / "train.csv").read_bytes()
     strip = lambda rows: [{k: v for k, v in r.items() if k != "updates_per_s"} for r in rows]  # noqa: E731
     assert strip(read_csv(out / "train.csv")) == strip(read_csv(ref / "train.csv"))
     a, b = torch.load(ref / "final.pt", weights_only=True), torch.load(out / "final.pt", weights_only=True)

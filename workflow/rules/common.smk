@@ -8,7 +8,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from mfql.config import ConfigError, known_tasks, load_task, train_config
+from mfql.config import ConfigError, hydra_value, known_tasks, load_task, train_config
 from mfql.data import checksums_path
 from mfql.runfolder import RunFolder
 from mfql.sweep import alpha_grid, load_overlay, parse_sweep_variant, sweep_tasks, sweep_variant
@@ -172,17 +172,6 @@ def runs(setting):
 def checksum_file(task):
     """The file a dataset's fetch job writes last: the training job's data input."""
     return str(checksums_path(DATA, TASKS[task].dataset))
-
-
-def hydra_value(value):
-    """A YAML value as Hydra's command-line grammar reads it back (quoted for the shell by the rule)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return "[" + ",".join(hydra_value(v) for v in value) + "]"
-    return str(value)
 
 
 def train_args(setting, variant, task):
