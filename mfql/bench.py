@@ -31,7 +31,17 @@ from torch.utils.flop_counter import FlopCounterMode
 from mfql.agents import make_agent
 from mfql.agents.base import Agent
 from mfql.checkpoint import write_json
-from mfql.config import CONFIG_DIR, ConfigError, check_out_file, compose, known_tasks, load_task, require_int, run_cli
+from mfql.config import (
+    CONFIG_DIR,
+    ConfigError,
+    check_device,
+    check_out_file,
+    compose,
+    known_tasks,
+    load_task,
+    require_int,
+    run_cli,
+)
 from mfql.devices import configure_cpu, device_name, resolve_device
 from mfql.networks import count_params
 
@@ -404,6 +414,10 @@ def main(argv: list[str]) -> None:
         raise ConfigError(f"packed_seeds={list(cfg.packed_seeds)} is not valid (valid: integers >= 1)")
     if not set(cfg.packed_models) <= {"paper", "small"}:
         raise ConfigError(f"packed_models={list(cfg.packed_models)} is not valid (valid: paper, small)")
+    if cfg.compile not in (None, True, False):
+        raise ConfigError(f"compile={cfg.compile!r} is not valid (valid: null, true, false)")
+    check_device(cfg.device)
+    require_int(cfg, "threads", 1, nullable=True)
     if cfg.out is not None:
         check_out_file("out", str(cfg.out))
     device = resolve_device(cfg.device)

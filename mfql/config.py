@@ -13,9 +13,12 @@ import math
 import os
 import re
 import sys
+import tempfile
 from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from mfql.ranges import SEED_MAX
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config" / "mfql"
 TASK_DIR = CONFIG_DIR / "tasks"
@@ -53,6 +56,9 @@ def compose(name: str, overrides: list[str]) -> DictConfig:
     from omegaconf.errors import OmegaConfBaseException
 
     for item in overrides:
+        if item[:1] in "+~" and item:
+            raise ConfigError(f"argument {item!r}: adding (+key) or deleting (~key) options is not supported "
+                              "(valid: key=value for an option that --help lists)")
         if "=" not in item:
             raise ConfigError(f"argument {item!r} is not of the form key=value")
     try:
@@ -154,6 +160,8 @@ def require_positive(cfg: DictConfig, key: str, nullable: bool = False) -> None:
 
 def check_out_dir(key: str, path: str | Path) -> Path:
     """An output folder that is (or can become) a writable folder; checked before any work starts."""
+    if path is None or not str(path).strip():
+        raise ConfigError(f"{key}={path!r} is empty (valid: a folder path, new or existing)")
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{key}={str(path)!r} is a file (valid: a folder, new or existing)")
@@ -176,6 +184,11 @@ def _writable_from(key: str, path: Path, parent: Path) -> Path:
         raise ConfigError(f"{key}={str(path)!r} is inside {str(parent)!r}, which is a file (valid: a folder path)")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ConfigError(f"{key}={str(path)!r} is not writable: no write permission on {str(parent)!r}")
+    try:  # a read-only file system, or one that refuses files (/sys, /proc), passes the permission test
+        tempfile.TemporaryFile(dir=parent).close()
+    except OSError as exc:
+        raise ConfigError(f"{key}={str(path)!r} is not writable: {str(parent)!r} refuses new files "
+                          f"({exc.strerror or type(exc).__name__})") from None
     return path
 
 
@@ -230,6 +243,14 @@ def train_config(argv: list[str]) -> DictConfig:
     for key in (*PIXEL_KEYS, "eval_protocol"):  # the task file's settings, unless the command line gives its own
         if key in task and not any(a.startswith(f"{key}=") for a in argv):
             merged[key] = task[key]
+    given = {a.split("=", 1)[0] for a in argv}
+    if merged.seeds is not None and "seed" in given:
+        raise ConfigError(f"seed={merged.seed} is not valid together with seeds={list(merged.seeds)} (valid: one of "
+                          "the two; seeds trains each seed into out_dir/seed<n>)")
+    for key in PIXEL_KEYS:
+        if key in given and not task.get("visual", False) and merged[key] is not None:
+            raise ConfigError(f"{key}={merged[key]} is not valid for the state task {cfg.task} (valid: null; "
+                              "pixel tasks only)")
     if task.get("visual", False) and online:
         raise ConfigError(f"online_steps={cfg.online_steps} is not valid for the pixel task {cfg.task} (valid: 0; "
                           "pixel tasks are offline only in FQL's and MeanFlow-QL's protocols)")
@@ -256,47 +277,32 @@ def validate_train(cfg: DictConfig) -> None:
         if value not in valid:
             names = ", ".join("null" if v is None else str(v).lower() if isinstance(v, bool) else v for v in valid)
             raise ConfigError(f"{key}={value!r} is not valid (valid: {names})")
-    for key in ("offline_steps", "online_steps", "eval_episodes", "seed"):
-        require_int(cfg, key, 0)
-    for key in ("eval_envs", "eval_interval", "log_interval", "checkpoint_interval", "buffer_size",
-                "agent.num_candidates", "agent.batch_size", "agent.time_steps", "agent.num_q_heads",
-                "agent.alpha_update_interval", "agent.alpha_window", "agent.actor_hidden_dim", "agent.actor_depth",
-                "agent.actor_num_heads"):
-        require_int(cfg, key, 1)
-    require_int(cfg, "env_max_steps", 1, nullable=True)
-    require_int(cfg, "frame_stack", 1, nullable=True)
-    if cfg.p_aug is not None and not (_is_number(cfg.p_aug) and 0 <= cfg.p_aug <= 1):
-        raise _type_error("p_aug", cfg.p_aug, "null or a probability in [0, 1]")
     from mfql.encoders import ENCODERS
+    from mfql.ranges import TRAIN_RANGES, check_alpha_bounds, check_ranges
 
+    check_ranges(cfg, TRAIN_RANGES)
+    check_alpha_bounds(cfg)
     if cfg.agent.encoder is not None and cfg.agent.encoder not in ENCODERS:
         raise _type_error("agent.encoder", cfg.agent.encoder, f"null or one of {', '.join(ENCODERS)}")
-    for key in ("agent.lr", "agent.alpha", "agent.tau", "agent.sigma", "agent.grad_clip", "agent.target_clip"):
-        require_positive(cfg, key)
-    require_positive(cfg, "agent.critic_lr", nullable=True)
-    for key in ("agent.lr", "agent.critic_lr"):
-        value = OmegaConf.select(cfg, key)
-        if value is not None and value > 1:
-            raise _type_error(key, value, "a learning rate in (0, 1]")
-    if not 0 < cfg.agent.discount <= 1:
-        raise _type_error("agent.discount", cfg.agent.discount, "a number in (0, 1]")
     if cfg.agent.actor_hidden_dim % cfg.agent.actor_num_heads:
         raise _type_error("agent.actor_num_heads", cfg.agent.actor_num_heads,
                           f"a divisor of agent.actor_hidden_dim={cfg.agent.actor_hidden_dim}")
-    require_int(cfg, "threads", 1, nullable=True)
-    require_int(cfg, "env_workers", 0)
     if cfg.seeds is not None:
         seeds = list(cfg.seeds) if isinstance(cfg.seeds, ListConfig) else cfg.seeds
         if not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds) or not all(
-                isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
-            raise _type_error("seeds", seeds, "null or a list of distinct integers >= 0, e.g. [0,1,2,3]")
+                isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= SEED_MAX for s in seeds):
+            raise _type_error("seeds", seeds, f"null or a list of distinct integers in [0, {SEED_MAX}], e.g. "
+                                              "[0,1,2,3]")
     package = {"tensorboard": "tensorboard", "wandb": "wandb"}.get(cfg.tracker)
     if package and importlib.util.find_spec(package) is None:
         raise ConfigError(f"tracker={cfg.tracker} needs the {package} package (pip install {package}), "
                           "or tracker=none")
-    device = str(cfg.device)
-    if not (device in ("auto", "cpu", "cuda") or device.startswith("cuda:")):
-        raise ConfigError(f"device={device!r} is not valid (valid: auto, cpu, cuda, cuda:N)")
+    check_device(cfg.device)
+
+
+def check_device(value) -> None:
+    if not (str(value) in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:[0-9]+", str(value))):
+        raise ConfigError(f"device={value!r} is not valid (valid: auto, cpu, cuda, cuda:N)")
 
 
 class RunError(RuntimeError):
@@ -311,14 +317,19 @@ def run_cli(main, config_name: str, argv: list[str] | None = None) -> None:
     """
     from mfql.checkpoint import CheckpointError
     from mfql.data import DatasetError
+    from mfql.log import check_environment
+    from mfql.ranges import TRAIN_RANGES, describe_ranges
 
     argv = sys.argv[1:] if argv is None else argv
     if "--help" in argv or "-h" in argv:
         doc = (sys.modules[main.__module__].__doc__ or "").strip()
+        ranges = ("\nValid values of the numeric options (checked before any work):\n\n"
+                  + describe_ranges(TRAIN_RANGES) + "\n") if config_name == "train" else ""
         print(doc + "\n\nOptions (key=value), with their defaults:\n\n" +
-              (CONFIG_DIR / f"{config_name}.yaml").read_text())
+              (CONFIG_DIR / f"{config_name}.yaml").read_text() + ranges)
         return
     try:
+        check_environment()
         main(argv)
     except (ConfigError, DatasetError, CheckpointError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -23,6 +23,7 @@ from mfql.config import ConfigError, check_out_dir, compose, require_int, run_cl
 from mfql.log import Progress, setup_logging
 
 log = logging.getLogger("mfql.datagen")
+DATAGEN_SEED_MAX = 2**31 - 1  # the validation split's 2 * seed + 1 seeds NumPy's legacy RNG (< 2**32)
 DATASET_RE = re.compile(
     r"^(visual-)?(cube-(single|double|triple|quadruple)|scene|puzzle-(3x3|4x4|4x5|4x6))-(play|noisy)-v0$")
 
@@ -125,7 +126,9 @@ def main(argv: list[str]) -> None:
     require_int(cfg, "episodes", 1)
     require_int(cfg, "episode_steps", 1)
     require_int(cfg, "val_episodes", 1, nullable=True)
-    require_int(cfg, "seed", 0)
+    if not (isinstance(cfg.seed, int) and not isinstance(cfg.seed, bool) and 0 <= cfg.seed <= DATAGEN_SEED_MAX):
+        raise ConfigError(f"seed={cfg.seed!r} is not valid (valid: an integer in [0, {DATAGEN_SEED_MAX}]; the "
+                          "validation split uses 2 * seed + 1, a NumPy seed)")
     for key in ("noise", "noise_smoothing", "min_norm"):
         if not 0 <= cfg[key] <= 1:
             raise ConfigError(f"{key}={cfg[key]!r} is not valid (valid: a number in [0, 1])")

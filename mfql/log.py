@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import os
 import sys
 import time
@@ -20,11 +21,27 @@ def setup_logging(level: int = logging.INFO) -> None:
 
 
 def progress_seconds() -> float:
-    """Seconds between progress lines off a TTY (``MFQL_PROGRESS_SECONDS``, default 30)."""
+    """Seconds between progress lines off a TTY (``MFQL_PROGRESS_SECONDS``, default 30; checked by
+    ``check_environment`` when a command starts)."""
     try:
         return max(0.0, float(os.environ.get("MFQL_PROGRESS_SECONDS", "30")))
     except ValueError:
         return 30.0
+
+
+def check_environment() -> None:
+    """The environment variables mfql reads, each valid or named in one line."""
+    from mfql.config import ConfigError
+
+    value = os.environ.get("MFQL_PROGRESS_SECONDS")
+    if value is not None:
+        try:
+            ok = math.isfinite(float(value)) and float(value) >= 0
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ConfigError(f"environment variable MFQL_PROGRESS_SECONDS={value!r} is not valid (valid: seconds "
+                              "between progress lines, a number >= 0)")
 
 
 def _duration(seconds: float) -> str:

@@ -22,6 +22,7 @@ from mfql.checkpoint import atomic_write, seed_everything, write_json
 from mfql.config import ConfigError, check_out_dir, compose, require_int, require_positive, run_cli
 from mfql.devices import configure_cpu
 from mfql.log import Progress, setup_logging
+from mfql.ranges import Range
 from mfql.schedules import actor_lr
 
 log = logging.getLogger("mfql.toy")
@@ -103,8 +104,12 @@ def plot(path: Path, data: np.ndarray, samples: np.ndarray, w2: float) -> None:
 
 def main(argv: list[str]) -> None:
     cfg = compose("toy", argv)
-    for key in ("steps", "batch_size", "samples", "time_steps"):
+    for key in ("steps", "batch_size", "time_steps"):
         require_int(cfg, key, 1)
+    require_int(cfg, "samples", 2)  # a covariance for the W2 distance needs two samples
+    if not Range("widths").holds(cfg.mlp_hidden_dims):
+        raise ConfigError(f"mlp_hidden_dims={list(cfg.mlp_hidden_dims)!r} is not valid (valid: "
+                          f"{Range('widths').describe()})")
     require_int(cfg, "seed", 0)
     require_int(cfg, "threads", 1, nullable=True)
     require_positive(cfg, "lr")

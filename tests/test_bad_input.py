@@ -66,10 +66,10 @@ CASES = [
     ("mfql.train", ["model=big"], "model='big' is not valid (valid: paper, small)"),
     ("mfql.train", ["agent.alpha=abc"], "agent.alpha='abc' is not valid (valid: a finite number)"),
     ("mfql.train", ["agent.alpha=nan"], "agent.alpha=nan is not valid (valid: a finite number)"),
-    ("mfql.train", ["agent.alpha=-1"], "agent.alpha=-1 is not valid (valid: a finite number > 0)"),
+    ("mfql.train", ["agent.alpha=-1"], "agent.alpha=-1 is not valid (valid: a number > 0)"),
     ("mfql.train", ["agent.alpha_bounds=[a,b]"], "agent.alpha_bounds=['a', 'b'] is not valid"),
     ("mfql.train", ["agent.dynamic_alpha=maybe"], "agent.dynamic_alpha='maybe' is not valid (valid: true or false)"),
-    ("mfql.train", ["agent.lr=1e38"], "agent.lr=1e+38 is not valid (valid: a learning rate in (0, 1])"),
+    ("mfql.train", ["agent.lr=1e38"], "agent.lr=1e+38 is not valid (valid: a number in (0, 1])"),
     ("mfql.train", ["agent.num_candidates=0"], "agent.num_candidates=0 is not valid (valid: an integer >= 1)"),
     ("mfql.train", ["offline_steps=-1"], "offline_steps=-1 is not valid (valid: an integer >= 0)"),
     ("mfql.train", ["eval_interval=abc"], "eval_interval='abc' is not valid (valid: an integer)"),
@@ -88,7 +88,7 @@ CASES = [
     ("mfql.train", ["task=visual-cube-single-play-singletask-task1-v0", "agent.encoder=resnet"],
      "agent.encoder='resnet' is not valid (valid: null or one of impala, impala_small"),
     ("mfql.train", ["task=visual-cube-single-play-singletask-task1-v0", "p_aug=2"],
-     "p_aug=2 is not valid (valid: null or a probability in [0, 1])"),
+     "p_aug=2 is not valid (valid: null or a number in [0, 1])"),
     ("mfql.train", ["out_dir={file}"], "is a file (valid: a folder, new or existing)"),
     ("mfql.train", ["out_dir={file}/sub"], "which is a file (valid: a folder path)"),
     ("mfql.train", ["data_dir={file}"], "is a file (valid: a folder)"),
@@ -126,6 +126,33 @@ CASES = [
     ("mfql.evaluate", ["checkpoint={run}/final.pt", "out={run}/final.pt"], "would overwrite a file of the run"),
     ("mfql.evaluate", ["checkpoint={run}/final.pt", "out={run}/eval.csv"], "would overwrite a file of the run"),
     ("mfql.evaluate", ["checkpoint={run}/final.pt", "out={file}/eval.json"], "which is a file (valid: a folder path)"),
+    # every numeric hyperparameter has a range (mfql/ranges.py), for both methods
+    ("mfql.train", ["agent.tau=5"], "agent.tau=5 is not valid (valid: a number in (0, 1])"),
+    ("mfql.train", ["agent.alpha_bounds=[10,0.1]"], "agent.alpha_bounds=[10, 0.1] is not valid (valid: [lo, hi] "
+                                                    "with 0 < lo <= 1 <= hi"),
+    ("mfql.train", ["agent.adaptive_gamma=-3"], "agent.adaptive_gamma=-3 is not valid (valid: a number in [0, 1])"),
+    ("mfql.train", ["agent.lr_warmup_frac=5"], "agent.lr_warmup_frac=5 is not valid (valid: a number in [0, 1])"),
+    ("mfql.train", ["agent.mlp_actor_hidden_dims=[0]"],
+     "agent.mlp_actor_hidden_dims=[0] is not valid (valid: a non-empty list of integers >= 1"),
+    ("mfql.train", ["agent.mlp_actor_hidden_dims=[-5]"], "agent.mlp_actor_hidden_dims=[-5] is not valid"),
+    ("mfql.train", ["agent.fql_actor_hidden_dims=[1.5]"], "agent.fql_actor_hidden_dims=[1.5] is not valid"),
+    ("mfql.train", ["method=fql", "agent.flow_steps=0"], "agent.flow_steps=0 is not valid (valid: an integer >= 1)"),
+    ("mfql.train", ["method=fql", "agent.fql_lr=-1"], "agent.fql_lr=-1 is not valid (valid: a number in (0, 1])"),
+    ("mfql.train", ["seed=4294967296"], "seed=4294967296 is not valid (valid: an integer in [0, 4294967295])"),
+    ("mfql.train", ["seeds=[0,1]"], "seed=0 is not valid together with seeds=[0, 1] (valid: one of the two"),
+    ("mfql.train", ["frame_stack=3"], "frame_stack=3 is not valid for the state task"),
+    ("mfql.train", ["+foo=1"], "argument '+foo=1': adding (+key) or deleting (~key) options is not supported"),
+    ("mfql.train", ["~agent.alpha=10.0"], "argument '~agent.alpha=10.0': adding (+key) or deleting (~key)"),
+    ("mfql.train", ["~agent="], "argument '~agent=': adding (+key) or deleting (~key)"),
+    ("mfql.train", ["out_dir="], "out_dir='' is empty (valid: a folder path, new or existing)"),
+    ("mfql.train", ["out_dir=/sys/mfql-test"], "out_dir='/sys/mfql-test' is not writable: '/sys' refuses new files"),
+    ("mfql.train", ["device=cuda:abc"], "device='cuda:abc' is not valid (valid: auto, cpu, cuda, cuda:N)"),
+    ("mfql.toy", ["out_dir={new}", "samples=1"], "samples=1 is not valid (valid: an integer >= 2)"),
+    ("mfql.toy", ["out_dir={new}", "mlp_hidden_dims=[0]"], "mlp_hidden_dims=[0] is not valid"),
+    ("mfql.datagen", ["dataset=cube-single-play-v0", "seed=2147483648", "out_dir={new}"],
+     "seed=2147483648 is not valid (valid: an integer in [0, 2147483647]"),
+    ("mfql.bench", ["compile=maybe"], "compile='maybe' is not valid (valid: null, true, false)"),
+    ("mfql.bench", ["device=cuda:x"], "device='cuda:x' is not valid"),
 ]
 
 
@@ -163,6 +190,32 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(module, args, needle, 
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], proc.stderr[-2000:]
     assert snapshot(run) == before, "the finished run's folder changed"
     assert not new.exists(), f"{new} was created"
+
+
+def test_a_malformed_environment_variable_is_named_in_one_line(finished):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    run, data = finished
+    before = snapshot(run)
+    proc = subprocess.run([sys.executable, "-m", "mfql.train", f"task={TASK}", f"out_dir={run}", f"data_dir={data}",
+                           *QUICK], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "MFQL_PROGRESS_SECONDS": "abc"})
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and lines == [
+        "error: environment variable MFQL_PROGRESS_SECONDS='abc' is not valid (valid: seconds between progress "
+        "lines, a number >= 0)"]
+    assert snapshot(run) == before
+
+
+def test_train_help_lists_every_range():
+    from mfql.ranges import TRAIN_RANGES
+
+    text = run_module("mfql.train", "--help").stdout
+    assert all(f"  {key} " in text for key in TRAIN_RANGES)
 
 
 @pytest.mark.parametrize("module", ["mfql.train", "mfql.evaluate", "mfql.datagen", "mfql.toy", "mfql.fetch",
