@@ -42,7 +42,7 @@ from mfql.config import (
     require_int,
     run_cli,
 )
-from mfql.devices import configure_cpu, device_name, resolve_device
+from mfql.devices import check_cpp_compiler, configure_cpu, device_name, resolve_device
 from mfql.networks import count_params
 
 OBS_DIM, ACTION_DIM = 28, 5
@@ -424,6 +424,8 @@ def main(argv: list[str]) -> None:
     cpu = (cfg.threads, cfg.flush_denormal)
     configure_cpu(*cpu)
     compile = cfg.compile if cfg.compile is not None else True
+    if compile and device.type == "cpu":
+        check_cpp_compiler()
     sizes = list(cfg.packed_seeds)
     packed_compile = compile and device.type == "cuda"  # on CPU one compile per S would take minutes each
     sections = {

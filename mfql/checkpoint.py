@@ -7,11 +7,13 @@ payload, checked before anything is unpickled, so a damaged or planted file is r
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import os
 import random
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -34,7 +36,7 @@ def _umask() -> int:
 UMASK = _umask()  # read once: os.umask can only be read by setting it
 
 
-def atomic_write(path: str | Path, write) -> None:
+def atomic_write(path: str | Path, write, size: int | None = None) -> None:
     """Call ``write(tmp_path)`` then rename over ``path``: readers never see a half-written file.
 
     The file gets the permissions of an ordinary ``open()`` (0666 less the umask), so group members on a
@@ -48,10 +50,25 @@ def atomic_write(path: str | Path, write) -> None:
         write(tmp)
         os.chmod(tmp, 0o666 & ~UMASK)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        written = os.path.getsize(tmp) if os.path.exists(tmp) else 0
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise disk_full(path, written, size) from None
         raise
+
+
+def disk_full(path: Path, written: int, size: int | None):
+    """The one-line error of a write that filled the disk (``size``: the file's bytes, if known); the file it
+    would have replaced is untouched."""
+    from mfql.config import RunError
+
+    free = shutil.disk_usage(path.parent).free
+    needs = f"needs {size} bytes" if size is not None else f"needs more than the {written} bytes written"
+    kept = f"the previous {path.name} is kept; " if path.exists() else ""
+    return RunError(f"the disk of {path.parent} is full: {path.name} {needs} ({free} bytes free); {kept}free some "
+                    "space and run the same command again (a run resumes from its last resume state)")
 
 
 def write_text(path: str | Path, text: str) -> None:
@@ -87,7 +104,7 @@ def save_state(path: str | Path, obj) -> None:
             handle.flush()
             os.fsync(handle.fileno())
 
-    atomic_write(path, write)
+    atomic_write(path, write, size=len(header) + len(payload))
 
 
 def load_state(path: str | Path) -> dict:

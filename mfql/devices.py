@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import shutil
 
 import torch
 
@@ -28,6 +29,18 @@ def resolve_device(name: str) -> torch.device:
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ConfigError(f"device={name!r} but only {torch.cuda.device_count()} GPU(s) are visible")
     return device
+
+
+def check_cpp_compiler() -> None:
+    """``torch.compile`` on the CPU builds C++ kernels: a compiler torch would use must exist (checked before any
+    work, not 20 s into the first compile)."""
+    from torch._inductor import config
+
+    search = config.cpp.cxx if isinstance(config.cpp.cxx, (list, tuple)) else (config.cpp.cxx,)
+    if not any(cxx is not None and shutil.which(cxx) for cxx in search):
+        names = ", ".join(str(c) for c in search if c is not None)
+        raise ConfigError(f"compile=true on the CPU needs a C++ compiler for torch.compile and none is found "
+                          f"({names}; set CXX to another); install one (e.g. apt install g++) or pass compile=false")
 
 
 def device_name(device: torch.device) -> str:

@@ -94,12 +94,19 @@ def recorded_sha256(path: Path) -> str | None:
         raise ConfigError(f"{meta} is not valid JSON; retrain the run or remove the file") from None
 
 
+FINAL_KEYS = ("config", "obs_dim", "action_dim", "obs_norm", "actor", "critic")  # what acting needs of a final.pt
+
+
 def agent_from_checkpoint(path: str | Path, device: str = "cpu"):
     from mfql.agents import make_agent
-    from mfql.checkpoint import load_final
+    from mfql.checkpoint import CheckpointError, load_final
 
     path = Path(path)
     state = load_final(path, recorded_sha256(path))
+    missing = [k for k in FINAL_KEYS if k not in state] if isinstance(state, dict) else list(FINAL_KEYS)
+    if missing:
+        raise CheckpointError(f"{path} is a torch file but not a final.pt of mfql.train (it lacks "
+                              f"{', '.join(missing)}); pass the final.pt of a run")
     cfg = OmegaConf.create(state["config"])
     agent = make_agent(cfg.get("method", "mfql"), cfg.agent, state["obs_dim"], state["action_dim"],
                        state["obs_norm"]["mean"], state["obs_norm"]["std"], int(cfg.offline_steps), device)

@@ -15,8 +15,10 @@ import hashlib
 import logging
 import os
 import re
+import socket
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -114,8 +116,22 @@ def fetch_ogbench(dataset: str, data_dir: Path, sources: list[str]) -> str:
     raise DownloadError("; ".join(failures) or "no source configured")
 
 
+def check_minari_remote(timeout: float = 5.0) -> None:
+    """Minari's datasets come from the Hugging Face hub (``HF_ENDPOINT`` if set): fail at once, in one line, when
+    it cannot be reached, instead of after the hub client's retries."""
+    url = urllib.parse.urlsplit(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+    except OSError as exc:
+        raise DownloadError(f"Minari's remote {url.hostname}:{port} cannot be reached "
+                            f"({exc.strerror or type(exc).__name__}); check the network, or copy the dataset "
+                            "into <data_dir>/minari from a machine that has it") from None
+
+
 def fetch(dataset: str, data_dir: Path, sources: list[str]) -> str:
     if dataset.startswith("D4RL/"):
+        check_minari_remote()
         import minari
 
         set_minari_root(data_dir)

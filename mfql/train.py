@@ -36,7 +36,7 @@ from mfql.checkpoint import (
 )
 from mfql.config import RunError, check_in_dir, check_out_dir, run_cli, train_config
 from mfql.data import check_dataset, dataset_files, load_minari, load_ogbench, load_ogbench_pixels, observation_stats
-from mfql.devices import configure_cpu, device_name, resolve_device, set_matmul_precision
+from mfql.devices import check_cpp_compiler, configure_cpu, device_name, resolve_device, set_matmul_precision
 from mfql.envpool import EnvPool, EnvSpec
 from mfql.envs import metric_name, online_reward
 from mfql.evaluate import episode_seed, run_episodes
@@ -448,6 +448,8 @@ def main(argv: list[str]) -> None:
     out = check_out_dir("out_dir", cfg.out_dir)
     check_in_dir("data_dir", cfg.data_dir)
     device = resolve_device(cfg.device)
+    if compile_choice(cfg, device) and device.type == "cpu":
+        check_cpp_compiler()
     data_sha256 = check_dataset(cfg.task, cfg.suite, cfg.data_dir)
     seeds = list(cfg.seeds) if cfg.seeds is not None else [cfg.seed]
     cfgs = [seed_config(cfg, seed, out) for seed in seeds] if cfg.seeds is not None else [cfg]

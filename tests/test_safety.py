@@ -361,3 +361,71 @@ def test_stale_temporary_files_of_a_killed_write_are_cleaned(tmp_path, ogbench_d
     train(out, ogbench_dir.parent)
     assert not list(out.rglob("*.tmp")) and (out / "final.pt").is_file()
     shutil.rmtree(out)
+
+
+# ------------------------------------------------------------------------------------------ faults
+DISK_FULL_ON_THIRD_STATE = """
+import errno, sys
+import mfql.checkpoint as checkpoint
+from mfql.config import run_cli
+from mfql.train import main
+
+real, states = checkpoint.atomic_write, []
+
+
+def write_until_full(path, write, size=None):
+    if str(path).endswith("state.pt"):
+        states.append(path)
+        if len(states) == 3:  # the third resume state (steps 0, 5, then 10) fills the disk half-way
+            def half(tmp):
+                with open(tmp, "wb") as handle:
+                    handle.write(b"x" * 1000)
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real(path, half, size)
+    return real(path, write, size)
+
+
+checkpoint.atomic_write = write_until_full
+run_cli(main, "train", sys.argv[1:])
+"""
+
+
+def test_disk_full_while_writing_the_resume_state_is_one_line_exit_3_and_keeps_the_last_state(tmp_path,
+                                                                                             ogbench_dir):
+    out = tmp_path / "run"
+    args = [f"task={TASK}", "seed=0", f"out_dir={out}", f"data_dir={ogbench_dir.parent}", *QUICK,
+            "offline_steps=30", "checkpoint_interval=5"]
+    proc = subprocess.run([sys.executable, "-c", DISK_FULL_ON_THIRD_STATE, *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+    lines = error_lines(proc)
+    assert proc.returncode == 3 and len(lines) == 1, proc.stderr[-2000:]
+    assert f"the disk of {out / '_resume'} is full: state.pt needs " in lines[0] and "bytes free" in lines[0]
+    assert [load_state(p)["step"] for p in sorted((out / "_resume").glob("*.pt"))] == [5]  # the last good state
+    assert not list(out.rglob("*.tmp")) and not (out / "final.pt").exists()
+    resumed = train(out, ogbench_dir.parent, "offline_steps=30", "checkpoint_interval=5")  # free space: go on
+    assert "resumed from step 5" in resumed.stderr and (out / "final.pt").is_file()
+
+
+def test_missing_cpp_compiler_and_foreign_checkpoint_and_unreachable_minari_are_one_line(tmp_path, ogbench_dir):
+    out = tmp_path / "run"
+    proc = train(out, ogbench_dir.parent, "compile=true", check=False, env={**os.environ, "CXX": "/nowhere/g++"})
+    assert proc.returncode == 2 and error_lines(proc) == [
+        "error: compile=true on the CPU needs a C++ compiler for torch.compile and none is found (/nowhere/g++; "
+        "set CXX to another); install one (e.g. apt install g++) or pass compile=false"]
+    assert not out.exists()  # checked before any work
+
+    foreign = tmp_path / "weights.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)  # a weights-only torch file, not mfql's
+    proc = run_module("mfql.evaluate", f"checkpoint={foreign}", check=False)
+    assert proc.returncode == 2 and len(error_lines(proc)) == 1
+    assert "is a torch file but not a final.pt of mfql.train (it lacks config," in error_lines(proc)[0]
+
+    started = time.time()
+    proc = subprocess.run([sys.executable, "-m", "mfql.fetch", "dataset=D4RL/pen/cloned-v2",
+                           f"data_dir={tmp_path / 'minari'}"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9"})  # nothing listens on port 9
+    assert proc.returncode == 2 and [line for line in proc.stderr.splitlines() if line.strip()] == [
+        "error: could not download dataset D4RL/pen/cloned-v2: Minari's remote 127.0.0.1:9 cannot be reached "
+        "(Connection refused); check the network, or copy the dataset into <data_dir>/minari from a machine that "
+        "has it"]
+    assert time.time() - started < 60 and not (tmp_path / "minari").exists()
