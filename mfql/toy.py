@@ -22,7 +22,7 @@ from mfql.checkpoint import atomic_write, seed_everything, write_json
 from mfql.config import ConfigError, check_out_dir, compose, require_int, require_positive, run_cli
 from mfql.devices import configure_cpu
 from mfql.log import Progress, setup_logging
-from mfql.ranges import Range
+from mfql.ranges import SEED_MAX, Range
 from mfql.schedules import actor_lr
 
 log = logging.getLogger("mfql.toy")
@@ -110,7 +110,8 @@ def main(argv: list[str]) -> None:
     if not Range("widths").holds(cfg.mlp_hidden_dims):
         raise ConfigError(f"mlp_hidden_dims={list(cfg.mlp_hidden_dims)!r} is not valid (valid: "
                           f"{Range('widths').describe()})")
-    require_int(cfg, "seed", 0)
+    if not Range("int", 0, SEED_MAX).holds(cfg.seed):
+        raise ConfigError(f"seed={cfg.seed!r} is not valid (valid: {Range('int', 0, SEED_MAX).describe()})")
     require_int(cfg, "threads", 1, nullable=True)
     require_positive(cfg, "lr")
     if cfg.model not in ("small", "paper"):

@@ -148,6 +148,8 @@ CASES = [
     ("mfql.train", ["out_dir=/sys/mfql-test"], "out_dir='/sys/mfql-test' is not writable: '/sys' refuses new files"),
     ("mfql.train", ["device=cuda:abc"], "device='cuda:abc' is not valid (valid: auto, cpu, cuda, cuda:N)"),
     ("mfql.toy", ["out_dir={new}", "samples=1"], "samples=1 is not valid (valid: an integer >= 2)"),
+    ("mfql.toy", ["out_dir={new}", "seed=4294967296"], "seed=4294967296 is not valid (valid: an integer in [0, "
+                                                       "4294967295])"),
     ("mfql.toy", ["out_dir={new}", "mlp_hidden_dims=[0]"], "mlp_hidden_dims=[0] is not valid"),
     ("mfql.datagen", ["dataset=cube-single-play-v0", "seed=2147483648", "out_dir={new}"],
      "seed=2147483648 is not valid (valid: an integer in [0, 2147483647]"),
