@@ -5,10 +5,13 @@ import filecmp
 import shutil
 import subprocess
 
+import pytest
 import yaml
 
 from tests.conftest import ROOT
 from tests.test_workflow import CI_CONFIG
+
+pytestmark = pytest.mark.slow  # Snakemake, SLURM or DVC end to end: minutes
 
 
 def sh(*cmd, cwd, timeout=1800):

@@ -4,11 +4,14 @@ packed, compiled jobs of both its variants, the evaluations, the tables and the 
 import copy
 
 import pandas as pd
+import pytest
 import yaml
 from omegaconf import OmegaConf
 
 from tests.conftest import ROOT
 from tests.test_workflow import snakemake
+
+pytestmark = pytest.mark.slow  # Snakemake, SLURM or DVC end to end: minutes
 
 
 def test_laptop_suite_configuration_runs_end_to_end_at_tiny_budgets(tmp_path):

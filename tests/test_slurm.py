@@ -18,6 +18,8 @@ from mfql.checkpoint import load_state
 from tests.conftest import ROOT
 from tests.test_workflow import CI_CONFIG
 
+pytestmark = pytest.mark.slow  # Snakemake, SLURM or DVC end to end: minutes
+
 SLURM_CONFIG = ROOT / "tests" / "workflow" / "slurm.yaml"
 RUN = "results/offline/mfql/cube-single-play-singletask-task1-v0/seed0"
 

@@ -10,6 +10,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 import torch
 
 from mfql.checkpoint import load_state
@@ -53,6 +54,7 @@ def test_corrected_parity_loops_from_step_one(tmp_path, ogbench_dir):
     assert "parity: corrected" in (out / "config.yaml").read_text()
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, ogbench_dir):
     args = ["offline_steps=80", "online_steps=120", "eval_interval=40", "checkpoint_interval=15"]
     ref = tmp_path / "ref"
@@ -123,6 +125,7 @@ def kill_repeatedly(cmd, resume_dir, random_kills, seed, delays):
         kill_when(proc, lambda t=time.time() + delay: time.time() >= t)
 
 
+@pytest.mark.slow
 def test_kills_at_random_points_and_during_checkpoint_writes_then_rerun_ends_identical(tmp_path, ogbench_dir):
     """Fault injection: SIGKILL while a checkpoint file is being written, then at random moments (seeded),
     each time rerunning the same command; the run that finally completes equals one never interrupted."""

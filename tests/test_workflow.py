@@ -14,6 +14,8 @@ from omegaconf import OmegaConf
 from mfql.config import known_tasks
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.slow  # Snakemake, SLURM or DVC end to end: minutes
+
 CI_CONFIG = ROOT / "tests" / "workflow" / "config.yaml"
 SWEEP_USER = ROOT / "tests" / "workflow" / "sweep_user.yaml"
 SUITES = ", ".join(OmegaConf.load(ROOT / "config" / "config.yaml").suites)
