@@ -1,4 +1,4 @@
-"""Networks of MeanFlow-QL: the 2-head critic, the MFDiT_SIM actor (spec b.2) and a small MLP actor.
+"""Networks of MeanFlow-QL: the 2-head critic, the MFDiT_SIM actor (docs/method.md, "Networks") and a small MLP actor.
 
 Parameter layout mirrors the official flax modules so weights map one to one (a flax kernel ``[in, out]``
 is our ``weight.T``; the critic's vmapped kernels ``[2, in, out]`` are our ``kernel`` as stored).
@@ -66,10 +66,6 @@ class LayerNorm(nn.Module):
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return x * (1 + scale) + shift
-
-
-def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
-    return F.gelu(x, approximate="tanh")
 
 
 class TimestepEmbedder(nn.Module):
@@ -214,7 +210,8 @@ class EnsembleLayerNorm(nn.Module):
 
 
 class Critic(nn.Module):
-    """Q(s, a) with independent heads: MLP, GELU(tanh) then LayerNorm on every hidden layer (spec b.1)."""
+    """Q(s, a) with independent heads: MLP, GELU(tanh) then LayerNorm on every hidden layer (docs/method.md,
+    "Networks")."""
 
     def __init__(self, obs_dim: int, action_dim: int, hidden_dims: tuple[int, ...] = (512, 512, 512, 512),
                  num_heads: int = 2):

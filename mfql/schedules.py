@@ -1,4 +1,5 @@
-"""Step-indexed schedules: the actor learning rate (spec a.12) and the adaptive BC coefficient alpha (spec a.11).
+"""Step-indexed schedules: the actor learning rate and the adaptive BC coefficient alpha (docs/method.md: actor
+LR, α controller).
 
 Both work on device tensors with tensor ops only, so the training update never reads a value back to the
 host and compiles as one graph; they also take plain Python numbers (tests, the toy run).

@@ -1,4 +1,5 @@
-"""MeanFlow-QL agent: residual one-step policy g(s, a_t, t) + 2-head critic, one combined update (spec a.2-a.15).
+"""MeanFlow-QL agent: residual one-step policy g(s, a_t, t) + 2-head critic, one combined update
+(docs/method.md, "Policy and loss").
 
 The losses take the parameters they differentiate (``params``, as FQL's ``grad_params``) and their random
 draws (noises, times) as arguments, so the update is one pure function of device tensors: gradients by
@@ -46,7 +47,7 @@ class MeanFlowQL(Agent):
 
     # ----------------------------------------------------------------------------------------- sampling
     def sample_times(self, batch_size: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """t on the grid {1/T, ..., 1} when T <= 1000, else continuous U(0, 1) (spec a.3)."""
+        """t on the grid {1/T, ..., 1} when T <= 1000, else continuous U(0, 1) (docs/method.md: time sampling)."""
         steps = self.cfg.time_steps
         if steps <= 1000:
             return torch.randint(1, steps + 1, (batch_size,), device=self.device, generator=generator).float() / steps
@@ -70,7 +71,7 @@ class MeanFlowQL(Agent):
         return functional_call(actor, actor_params, (obs_n, noise, one))
 
     def best_of_k(self, obs_n: torch.Tensor, noises: torch.Tensor, state: dict | None = None):
-        """Value-guided best-of-K with the target critic (spec a.8/a.9).
+        """Value-guided best-of-K with the target critic (docs/method.md: critic loss, acting).
 
         ``noises`` has shape ``[K, B, action_dim]``. Returns the chosen actions ``[B, A]`` and the target
         critic's per-head values at them ``[heads, B]``. Scores always reduce over the head axis. ``state``
@@ -115,7 +116,8 @@ class MeanFlowQL(Agent):
         return loss, {"critic/loss": loss, "critic/q_mean": q.mean()}
 
     def flow_loss(self, batch: Batch, params: Params, draws: dict):
-        """MeanFlow-identity loss with b = 0 and the adaptive L2 weight (spec a.2-a.4)."""
+        """MeanFlow-identity loss with b = 0 and the adaptive L2 weight (docs/method.md: MFI target, adaptive
+        L2 weight)."""
         obs_n = self.normalize(batch["observations"])
         g, target = self.mfi_output_and_target(obs_n, batch["actions"], draws["times"], draws["flow_noises"],
                                                params["actor"])
