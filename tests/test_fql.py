@@ -48,8 +48,9 @@ def test_bc_flow_loss_regresses_the_straight_path_velocity():
     x0, x1, t = draws["flow_noises"], batch["actions"], draws["times"]
     x_t = (1 - t) * x0 + t * x1
     by_hand = ((0.5 * x_t + t - (x1 - x0)) ** 2).mean()
-    loss = agent.bc_flow_loss(batch, agent.params(), draws)
+    loss, info = agent.bc_flow_loss(batch, agent.params(), draws)
     torch.testing.assert_close(loss, by_hand)
+    assert info == {"actor/bc_flow_loss": loss}
     loss.backward()  # and it trains the field: d loss / d w by hand
     torch.testing.assert_close(agent.actor["bc_flow"].w.grad, (2 * (0.5 * x_t + t - (x1 - x0)) * x_t).mean())
 
@@ -61,7 +62,7 @@ def test_actor_loss_is_bc_flow_plus_alpha_distillation_plus_q_loss():
     actions = agent.one_step(batch["observations"], draws["distill_noises"])
     target = agent.flow_actions(batch["observations"], draws["distill_noises"])
     q = agent.critic(batch["observations"], actions.clamp(-1, 1)).mean(0)
-    expected = agent.bc_flow_loss(batch, agent.params(), draws) + 7.0 * ((actions - target) ** 2).mean() - q.mean()
+    expected = agent.bc_flow_loss(batch, agent.params(), draws)[0] + 7.0 * ((actions - target) ** 2).mean() - q.mean()
     torch.testing.assert_close(loss, expected)
     torch.testing.assert_close(info["actor/q"], q.mean())
 

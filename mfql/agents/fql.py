@@ -105,17 +105,18 @@ class FQL(Agent):
         loss = (q - target_q).pow(2).mean()
         return loss, {"critic/loss": loss, "critic/q_mean": q.mean()}
 
-    def bc_flow_loss(self, batch: Batch, params: Params, draws: dict) -> torch.Tensor:
+    def bc_flow_loss(self, batch: Batch, params: Params, draws: dict):
         """Flow matching on the data: v(s, x_t, t) regressed on x1 - x0 along x_t = (1 - t) x0 + t x1."""
         x0, x1, t = draws["flow_noises"], batch["actions"], draws["times"]
         x_t = (1.0 - t) * x0 + t * x1
         net, part = self.actor["bc_flow"], sub_params(params["actor"], "bc_flow")
         pred = functional_call(net, part, (batch["observations"], x_t, t))
-        return (pred - (x1 - x0)).pow(2).mean()
+        loss = (pred - (x1 - x0)).pow(2).mean()
+        return loss, {"actor/bc_flow_loss": loss}
 
     def actor_loss(self, batch: Batch, params: Params, draws: dict):
         obs = batch["observations"]
-        bc_flow = self.bc_flow_loss(batch, params, draws)
+        bc_flow, bc_info = self.bc_flow_loss(batch, params, draws)
         with torch.no_grad():  # the distillation target: the BC flow's actions for the same noise
             frozen = {k: p.detach() for k, p in params["actor"].items()}
             target_actions = self.flow_actions(obs, draws["distill_noises"], frozen)
@@ -128,8 +129,8 @@ class FQL(Agent):
         if self.cfg.normalize_q_loss:
             q_loss = q_loss / q.abs().mean().detach()
         loss = bc_flow + self.cfg.alpha * distill + q_loss
-        return loss, {"actor/loss": loss, "actor/bc_flow_loss": bc_flow, "actor/distill_loss": distill,
-                      "actor/q_loss": q_loss, "actor/q": q.mean()}
+        return loss, {"actor/loss": loss, **bc_info, "actor/distill_loss": distill, "actor/q_loss": q_loss,
+                      "actor/q": q.mean()}
 
     def total_loss(self, params: Params, batch: Batch, draws: dict, state: dict):
         critic, critic_info = self.critic_loss(batch, params, draws, state["target"])
