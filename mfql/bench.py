@@ -308,7 +308,7 @@ def bench_evaluation(model: str, device: torch.device, episodes: int, env_steps:
     the lockstep environments stepped in this process and in each number of ``workers`` processes."""
     from mfql.envpool import EnvPool, EnvSpec
     from mfql.envs import make_env
-    from mfql.evaluate import run_episodes
+    from mfql.episodes import run_episodes
 
     env = make_env(EVAL_TASK, "ogbench", None, env_steps)
     cfg = compose("train", [f"task={EVAL_TASK}", "out_dir=.", f"model={model}"]).agent

@@ -39,7 +39,7 @@ from mfql.data import check_dataset, dataset_files, load_minari, load_ogbench, l
 from mfql.devices import check_cpp_compiler, configure_cpu, device_name, resolve_device, set_matmul_precision
 from mfql.envpool import EnvPool, EnvSpec
 from mfql.envs import metric_name, online_reward
-from mfql.evaluate import episode_seed, run_episodes
+from mfql.episodes import episode_seed, run_episodes
 from mfql.log import CSVLog, Progress, Tracker, setup_logging
 from mfql.packed import PackedUpdate
 from mfql.runfolder import CSV_FILES, RunFolder, run_key

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mfql.envs import make_env
-from mfql.evaluate import NOISE_CHUNK, run_episodes
+from mfql.episodes import NOISE_CHUNK, run_episodes
 from tests.conftest import make_agent
 from tests.test_agent import perturb
 
