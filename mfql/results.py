@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 
 from mfql.config import CONFIG_DIR, hydra_value, load_task, train_config
 from mfql.runfolder import key_config
+from mfql.schedules import evaluation_steps
 from mfql.stats import run_score
 
 SETTINGS = ("offline", "o2o")
@@ -122,11 +123,11 @@ def read_run(run_dir: Path, planned: dict | None = None) -> tuple[dict, pd.DataF
 def scored_evaluations(run_dir: Path, cfg, meta: dict) -> pd.DataFrame:
     """The run's eval.csv, which must hold the evaluations its score is made of (the final one, and for OGBench
     the last three); one that lacks them is written back from final.pt's copy if that copy has them."""
-    last = int(cfg.offline_steps) + int(cfg.online_steps)
-    needed = 1 if cfg.suite == "d4rl" else 3
+    steps = evaluation_steps(cfg)
+    needed = set(steps[-1:] if cfg.suite == "d4rl" else steps[-3:])  # what the run's score is made of
 
     def complete(evals: pd.DataFrame) -> bool:
-        return last in set(evals["step"]) and len(evals) >= min(needed, 1 + last // int(cfg.eval_interval))
+        return needed <= set(evals["step"])
 
     evals = pd.read_csv(run_dir / "eval.csv")
     if complete(evals):
@@ -144,10 +145,11 @@ def scored_evaluations(run_dir: Path, cfg, meta: dict) -> pd.DataFrame:
         if copy is not None and complete(pd.read_csv(StringIO(copy))):
             write_text(run_dir / "eval.csv", copy)
             return pd.read_csv(run_dir / "eval.csv")
-    missing = "" if last in set(evals["step"]) else f", none at the final step {last}"
-    raise ResultError(f"{run_dir}: eval.csv has {len(evals)} evaluations{missing} (its score needs "
-                      f"{'the final one' if needed == 1 else 'the last three'}) and final.pt has no complete copy; "
-                      "rerun it with --config overwrite=true (or delete the folder's outputs)")
+    missing = sorted(needed - set(evals["step"]))
+    raise ResultError(f"{run_dir}: eval.csv has {len(evals)} evaluations, none at step "
+                      f"{', '.join(map(str, missing))} (its score needs the evaluations at "
+                      f"{', '.join(map(str, sorted(needed)))}) and final.pt has no complete copy; rerun it with "
+                      "--config overwrite=true (or delete the folder's outputs)")
 
 
 def collect(planned: list[dict], data_source: str) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -91,3 +91,19 @@ class AlphaController:
     def load_state_dict(self, state: dict) -> None:
         for name in ("alpha", "history", "valid"):
             getattr(self, name).copy_(torch.as_tensor(state[name]).reshape(getattr(self, name).shape))
+
+
+def first_step(method: str, parity: str) -> int:
+    """The training loop's first step: the official MeanFlow-QL loop also updates (with actor LR 0) at step 0;
+    FQL's loop, and MeanFlow-QL's with parity=corrected, start at 1."""
+    return 0 if parity == "official" and method == "mfql" else 1
+
+
+def evaluation_steps(cfg) -> list[int]:
+    """The steps a run evaluates at: every ``eval_interval`` steps of its loop and at its last step (none with
+    ``eval_episodes=0``)."""
+    if int(cfg.eval_episodes) == 0:
+        return []
+    last = int(cfg.offline_steps) + int(cfg.online_steps)
+    start = first_step(cfg.get("method", "mfql"), cfg.parity)
+    return sorted({s for s in range(start, last + 1) if s % int(cfg.eval_interval) == 0} | {last})

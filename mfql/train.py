@@ -43,6 +43,7 @@ from mfql.episodes import episode_seed, run_episodes
 from mfql.log import CSVLog, Progress, Tracker, setup_logging
 from mfql.packed import PackedUpdate
 from mfql.runfolder import CSV_FILES, RunFolder, run_key
+from mfql.schedules import first_step
 
 log = logging.getLogger("mfql.train")
 PACKAGES = ("torch", "numpy", "gymnasium", "mujoco", "ogbench", "minari", "hydra-core")
@@ -109,7 +110,7 @@ class Run:
         self.eval_envs, self.online_envs, self.online_index = envs if envs is not None else (
             *make_pools([cfg], self.minari_dataset), 0)
         # The official MeanFlow-QL loop also updates (with actor LR 0) at step 0; FQL's loop starts at 1.
-        self.first_step = 0 if self.official and cfg.method == "mfql" else 1
+        self.first_step = first_step(cfg.method, cfg.parity)
         self.last_step = cfg.offline_steps + cfg.online_steps
         self.episode, self.obs, self.episode_actions = 0, None, []
         # Fixed keys from the first row on, so train.csv keeps one header through the switch to online.

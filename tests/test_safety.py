@@ -329,14 +329,27 @@ def test_tables_take_exactly_the_planned_runs_and_refuse_mismatched_files(tmp_pa
         # an option the suite does not set itself: the run's whole identity is compared, not the suite's options
         "config.yaml has agent.alpha=99, the suite plans 120": fake_run(tmp_path / "e", "offline", TASK, 0,
                                                                           extra=["agent.alpha=99"]),
-        "eval.csv has 0 evaluations, none at the final step 100 (its score needs the last three)": fake_run(
-            tmp_path / "f", "offline", TASK, 0, eval_steps=()),
-        "eval.csv has 2 evaluations (its score needs the last three)": fake_run(tmp_path / "g", "offline", TASK, 0,
-                                                                                eval_steps=(50, 100)),
+        "eval.csv has 0 evaluations, none at step 0, 50, 100 (its score needs the evaluations at 0, 50, 100)":
+            fake_run(tmp_path / "f", "offline", TASK, 0, eval_steps=()),
+        "eval.csv has 2 evaluations, none at step 0 (its score needs": fake_run(tmp_path / "g", "offline", TASK, 0,
+                                                                         eval_steps=(50, 100)),
     }
     for needle, run in cases.items():
         with pytest.raises(ResultError, match=re.escape(needle)):
             collect([run], "regenerate")
+
+
+def test_the_scored_evaluations_follow_each_loop():
+    from omegaconf import OmegaConf
+
+    from mfql.schedules import evaluation_steps
+
+    run = {"offline_steps": 40, "online_steps": 0, "eval_interval": 20, "eval_episodes": 5, "parity": "official"}
+    assert evaluation_steps(OmegaConf.create({**run, "method": "mfql"})) == [0, 20, 40]  # updates at step 0 too
+    assert evaluation_steps(OmegaConf.create({**run, "method": "fql"})) == [20, 40]  # FQL's loop starts at 1
+    assert evaluation_steps(OmegaConf.create({**run, "method": "mfql", "parity": "corrected"})) == [20, 40]
+    assert evaluation_steps(OmegaConf.create({**run, "method": "mfql", "online_steps": 5})) == [0, 20, 40, 45]
+    assert evaluation_steps(OmegaConf.create({**run, "method": "mfql", "eval_episodes": 0})) == []
 
 
 def test_a_header_only_eval_csv_is_written_back_from_final_pt(tmp_path, ogbench_dir):
