@@ -6,6 +6,7 @@ import csv
 import logging
 import math
 import os
+import re
 import sys
 import time
 from collections import deque
@@ -33,6 +34,12 @@ def check_environment() -> None:
     """The environment variables mfql reads, each valid or named in one line."""
     from mfql.config import ConfigError
 
+    for name, pattern, valid in (("SLURM_CPUS_PER_TASK", r"[1-9][0-9]*", "an integer >= 1"),
+                                 ("OMP_NUM_THREADS", r"[1-9][0-9]*(,[1-9][0-9]*)*", "integers >= 1, e.g. 4")):
+        value = os.environ.get(name)
+        if value is not None and not re.fullmatch(pattern, value.strip()):
+            raise ConfigError(f"environment variable {name}={value!r} is not valid (valid: {valid}; it sets the "
+                              "CPU threads of a job when threads=null)")
     value = os.environ.get("MFQL_PROGRESS_SECONDS")
     if value is not None:
         try:

@@ -194,7 +194,14 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(module, args, needle, 
     assert not new.exists(), f"{new} was created"
 
 
-def test_a_malformed_environment_variable_is_named_in_one_line(finished):
+@pytest.mark.parametrize("name, value, needle", [
+    ("MFQL_PROGRESS_SECONDS", "abc", "environment variable MFQL_PROGRESS_SECONDS='abc' is not valid (valid: seconds "
+                                     "between progress lines, a number >= 0)"),
+    ("SLURM_CPUS_PER_TASK", "four", "environment variable SLURM_CPUS_PER_TASK='four' is not valid (valid: an "
+                                    "integer >= 1;"),
+    ("OMP_NUM_THREADS", "0", "environment variable OMP_NUM_THREADS='0' is not valid (valid: integers >= 1"),
+])
+def test_a_malformed_environment_variable_is_named_in_one_line(finished, name, value, needle):
     import os
     import subprocess
     import sys
@@ -205,11 +212,9 @@ def test_a_malformed_environment_variable_is_named_in_one_line(finished):
     before = snapshot(run)
     proc = subprocess.run([sys.executable, "-m", "mfql.train", f"task={TASK}", f"out_dir={run}", f"data_dir={data}",
                            *QUICK], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "MFQL_PROGRESS_SECONDS": "abc"})
+                          env={**os.environ, name: value})
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert proc.returncode == 2 and lines == [
-        "error: environment variable MFQL_PROGRESS_SECONDS='abc' is not valid (valid: seconds between progress "
-        "lines, a number >= 0)"]
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"error: {needle}"), proc.stderr
     assert snapshot(run) == before
 
 
