@@ -8,6 +8,7 @@ in out_dir/_resume/: killing the process and rerunning the same command continue
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import platform
@@ -135,10 +136,13 @@ class Run:
                         "files": [str(f) for f in files], "sha256": self.data_sha256,
                         "transitions": self.buffer.num_offline},
             "ogbench_success_timing": "post" if self.cfg.suite == "ogbench" else None,
-            **({"eval_protocol": self.cfg.eval_protocol, "minari_eval_env": minari_eval_env(self.cfg.task,
-                                                                                           self.minari_dataset)}
+            **({"eval_protocol": self.cfg.eval_protocol, "minari_eval_env": self.minari_eval_env}
                if self.cfg.suite == "d4rl" else {}),
         }
+
+    @functools.cached_property
+    def minari_eval_env(self) -> dict:
+        return minari_eval_env(self.cfg.task, self.minari_dataset)  # made once, not at every meta.json write
 
     def read_csvs(self) -> dict:
         return {name: (self.out / name).read_bytes().decode() for name in CSV_FILES if (self.out / name).exists()}
