@@ -40,8 +40,8 @@ def test_laptop_suite_configuration_runs_end_to_end_at_tiny_budgets(tmp_path):
                 evals = pd.read_csv(run / "eval.csv")
                 # MeanFlow-QL's loop starts at step 0 (as the official one), FQL's at step 1
                 assert list(evals.step)[-2:] == [20, 40] and evals.success.between(0, 1).all()
-    mfql = OmegaConf.load(results / "offline" / "mfql-fixed_alpha" / tasks[0] / "seed0" / "config.yaml")
-    assert mfql.method == "mfql" and mfql.agent.dynamic_alpha is False
+    mfql = OmegaConf.load(results / "offline" / "mfql-short_budget" / tasks[0] / "seed0" / "config.yaml")
+    assert mfql.method == "mfql" and mfql.agent.dynamic_alpha is False and mfql.agent.discount == 0.99
     assert len(list((work / "logs").glob("train_offline/*/*/seeds*.log"))) == len(variants) * len(tasks)  # packed
     offline = pd.read_csv(results / "tables" / "offline.csv")
     assert set(offline.variant) == set(variants) and set(offline.n) == {len(seeds)}
