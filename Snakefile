@@ -20,8 +20,8 @@ report: "workflow/report/workflow.rst"
 
 rule all:
     input:
-        final_targets(),
-        eval_files(),
+        PLAN.final_targets(),
+        PLAN.eval_files(),
         "results/verification/check.txt",
     default_target: True
 
@@ -38,32 +38,32 @@ include: "workflow/rules/sweep.smk"
 
 rule data:
     input:
-        sorted({checksum_file(t) for setting in ("offline", "o2o") for t in tasks_of(setting)}),
+        PLAN.dataset_files(),
 
 
 rule runs:
     input:
-        eval_files(),
+        PLAN.eval_files(),
 
 
 rule offline:
     input:
-        run_files("offline"),
+        PLAN.run_files("offline"),
 
 
 rule o2o:
     input:
-        run_files("o2o"),
+        PLAN.run_files("o2o"),
 
 
 rule tables:
     input:
-        [t for t in final_targets() if t.startswith("results/tables/")],
+        [t for t in PLAN.final_targets() if t.startswith("results/tables/")],
 
 
 rule figures:
     input:
-        [t for t in final_targets() if t.startswith("results/figures/")],
+        [t for t in PLAN.final_targets() if t.startswith("results/figures/")],
 
 
 rule verify:

@@ -78,11 +78,12 @@ def test_ablation_and_sweep_plans():
     (["--config", "suite=huge"], f"suite: 'huge' is not defined (valid: {SUITES})"),
     (["--config", "suite=paper", "strict=maybe"], "config error: strict: 'maybe' is not of type 'boolean'"),
     (["results/offline/mfql/cube-single-play-singletask-task9-v0/seed0/final.pt"],
-     "config error: target results/offline/mfql/cube-single-play-singletask-task9-v0/seed0/final.pt: unknown task"),
+     "target results/offline/mfql/cube-single-play-singletask-task9-v0/: unknown task "
+     "'cube-single-play-singletask-task9-v0' (valid: ids of config/mfql/tasks/*.yaml"),
     (["results/offline/mfql-K9/cube-single-play-singletask-task1-v0/seed0/final.pt"],
-     "config error: target results/offline/mfql-K9/cube-single-play-singletask-task1-v0/seed0/final.pt: unknown "
-     "variant 'mfql-K9' (valid: mfql, fql, mfql-K1, mfql-fixed_alpha, mfql-corrected, mfql-mlp_actor, "
-     "mfql-short_budget, or <variant>-alpha<number>)"),
+     "target results/offline/mfql-K9/cube-single-play-singletask-task1-v0/: unknown variant 'mfql-K9' (valid: "
+     "mfql, fql, mfql-K1, mfql-fixed_alpha, mfql-corrected, mfql-mlp_actor, mfql-short_budget, or "
+     "<variant>-alpha<number>)"),
 ])
 def test_bad_config_stops_before_any_job(override, needle, tmp_path):
     proc = snakemake("-n", *override, check=False)

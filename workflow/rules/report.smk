@@ -3,7 +3,7 @@
 
 rule collect_runs:
     input:
-        eval_files(),
+        PLAN.eval_files(),
     output:
         runs="results/tables/runs.csv",
         scores="results/tables/scores.csv",
@@ -13,7 +13,7 @@ rule collect_runs:
         "../envs/mfql.yaml"
     params:
         data_source=SUITE["data_source"],
-        runs=planned_runs(),
+        runs=PLAN.planned_runs(),
     script:
         "../scripts/collect_runs.py"
 

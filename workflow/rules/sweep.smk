@@ -5,7 +5,7 @@ if SWEEP:
 
     rule select_alpha:
         input:
-            eval_files(),
+            PLAN.eval_files(),
         output:
             OVERLAY,
         log:
@@ -13,7 +13,7 @@ if SWEEP:
         conda:
             "../envs/mfql.yaml"
         params:
-            runs=planned_runs(),
+            runs=PLAN.planned_runs(),
             data_source=SUITE["data_source"],
             factors=SWEEP["factors"],
             rule=SWEEP["rule"],

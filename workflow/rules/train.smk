@@ -13,13 +13,13 @@
 # results/{setting}/{variant}/{task}/seed<n>/. Packed outputs are update()-flagged: a job rerun for one missing seed
 # keeps the others' final.pt, and mfql.train skips finished seeds, so only the missing one trains.
 for setting, name in TRAIN_RULES.items():
-    if seeds_per_job(setting) == 1:
+    if PLAN.seeds_per_job(setting) == 1:
 
         rule:
             name:
                 name
             input:
-                dataset=lambda wc: checksum_file(wc.task),
+                dataset=dataset_of(setting),
                 task_config=ROOT / "config/mfql/tasks/{task}.yaml",
             output:
                 f"results/{setting}/{{variant}}/{{task}}/seed{{seed}}/final.pt",
@@ -33,30 +33,30 @@ for setting, name in TRAIN_RULES.items():
             resources:
                 gpu=SUITE["gpu"],
                 mem_mb=SUITE["mem_mb"],
-                runtime=lambda wc, attempt, setting=setting: job_runtime(setting, 1, attempt, wc.task),
+                runtime=lambda wc, attempt, setting=setting: PLAN.job_runtime(setting, 1, attempt, wc.task),
                 cpus_per_task=SUITE["threads"],
             params:
                 out_dir=lambda wc, setting=setting: run_dir(setting, wc.variant, wc.task, wc.seed),
                 data_dir=DATA,
-                args=lambda wc, setting=setting: train_options(setting, wc.variant, wc.task),
+                args=lambda wc, setting=setting: PLAN.train_options(setting, wc.variant, wc.task),
             shell:
                 "python -m mfql.train task={wildcards.task} seed={wildcards.seed} out_dir={params.out_dir:q} "
                 "data_dir={params.data_dir:q} threads={threads} {params.args:q} > {log:q} 2>&1"
 
     else:
-        for pack, pack_tasks in packs(setting).items():
+        for pack, pack_tasks in PLAN.packs(setting).items():
             seeds_name = "-".join(map(str, pack))
 
             rule:
                 name:
                     f"{name}_seeds_{'_'.join(map(str, pack))}"
                 input:
-                    dataset=lambda wc: checksum_file(wc.task),
+                    dataset=dataset_of(setting),
                     task_config=ROOT / "config/mfql/tasks/{task}.yaml",
                 output:
                     [update(f"results/{setting}/{{variant}}/{{task}}/seed{seed}/final.pt") for seed in pack],
                 wildcard_constraints:
-                    task="|".join(re.escape(t) for t in pack_tasks),
+                    task=task_pattern(pack_tasks),
                 log:
                     f"logs/{name}/{{variant}}/{{task}}/seeds{seeds_name}.log",
                 conda:
@@ -66,15 +66,15 @@ for setting, name in TRAIN_RULES.items():
                 threads: SUITE["threads"]
                 resources:
                     gpu=SUITE["gpu"],
-                    mem_mb=packed_mem_mb(len(pack)),
-                    runtime=lambda wc, attempt, setting=setting, n=len(pack): job_runtime(setting, n, attempt,
+                    mem_mb=PLAN.packed_mem_mb(len(pack)),
+                    runtime=lambda wc, attempt, setting=setting, n=len(pack): PLAN.job_runtime(setting, n, attempt,
                                                                                       wc.task),
                     cpus_per_task=SUITE["threads"],
                 params:
                     out_dir=lambda wc, setting=setting: f"results/{setting}/{wc.variant}/{wc.task}",
                     data_dir=DATA,
                     seeds=hydra_value(list(pack)),
-                    args=lambda wc, setting=setting: train_options(setting, wc.variant, wc.task),
+                    args=lambda wc, setting=setting: PLAN.train_options(setting, wc.variant, wc.task),
                 shell:
                     "python -m mfql.train task={wildcards.task} seeds={params.seeds:q} out_dir={params.out_dir:q} "
                     "data_dir={params.data_dir:q} threads={threads} {params.args:q} > {log:q} 2>&1"

@@ -1,0 +1,257 @@
+"""The pipeline's plan as pure functions: from the workflow config (config/config.yaml, a suite chosen) and the
+task files to the runs, their seed packs, their `python -m mfql.train` options, their resources and the final
+targets. The Snakefile's rules only call these; the tests call them directly, without Snakemake.
+
+Every problem is a :class:`PlanError` with one line naming the bad key or value and what would be valid.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from mfql.config import ConfigError, hydra_value, known_tasks, load_task, train_config
+from mfql.data import checksums_path
+from mfql.sweep import alpha_grid, load_overlay, parse_sweep_variant, sweep_tasks, sweep_variant
+
+SETTINGS = ("offline", "o2o")
+TRAIN_RULES = {"offline": "train_offline", "o2o": "finetune_online"}  # the training rule of each setting
+# Set by the pipeline itself, so a suite's args may not set them.
+PIPELINE_KEYS = ("task", "seed", "seeds", "out_dir", "data_dir", "model", "device", "threads", "overwrite", "method")
+OVERLAY = "results/sweep/alpha.yaml"  # the sweep's picks, read by suites with alpha_source: swept
+RUN_LOG_FILES = ["eval.csv", "train.csv", "config.yaml", "meta.json"]
+FIGURES = ["curves_offline", "curves_env", "curves_o2o", "aggregates", "claims", "profiles"]
+TABLES = ["offline", "offline_env", "o2o"]
+# the two methods as their papers ran them exist in every config; `variants:` adds (or redefines) others
+BUILTIN_VARIANTS = {"mfql": {"method": "mfql"}, "fql": {"method": "fql"}}
+
+
+class PlanError(ConfigError):
+    """A bad workflow config value or target; the message is one line for the user."""
+
+
+def run_dir(setting: str, variant: str, task: str, seed: int) -> str:
+    return f"results/{setting}/{variant}/{task}/seed{seed}"
+
+
+@dataclass
+class Plan:
+    config: dict            # the workflow config, as Snakemake read it (not modified)
+    tasks: dict             # task id -> its task file (DictConfig)
+    swept_alpha: dict = field(default_factory=dict)  # task -> {"alpha": ...} from the sweep's overlay
+
+    @classmethod
+    def build(cls, config: dict, schema: Path, workdir: Path = Path(".")) -> Plan:
+        """Validate ``config`` against ``schema`` and the task files, then check every run's options."""
+        validate(config, schema)
+        plan = cls(config, {t: load_task(t) for t in known_tasks()})
+        if plan.suite.get("alpha_source", "table") == "swept":
+            try:
+                plan.swept_alpha = load_overlay(workdir / OVERLAY)
+            except (OSError, ValueError) as exc:
+                raise PlanError(str(exc)) from None
+        plan.check_train_args()
+        return plan
+
+    @property
+    def variants(self) -> dict:
+        return {**BUILTIN_VARIANTS, **self.config.get("variants", {})}
+
+    @property
+    def suite(self) -> dict:
+        return self.config["suites"][self.config["suite"]]
+
+    @property
+    def data_dir(self) -> str:
+        return self.config["data_dir"].rstrip("/")
+
+    @property
+    def sweep(self) -> dict | None:
+        """The suite's alpha_sweep section, if it sweeps alpha (the sweep suite)."""
+        return self.suite.get("alpha_sweep")
+
+    def tasks_of(self, setting: str) -> list[str]:
+        chosen = self.suite.get(setting, {}).get("tasks", [])
+        if chosen == "all":
+            return sorted(self.tasks)
+        if chosen == "o2o":
+            return sorted(t for t, c in self.tasks.items() if "o2o" in c)
+        if chosen == "sweep":  # the default task of each environment with an unpublished alpha
+            return sweep_tasks(sorted(self.tasks))
+        return list(chosen)
+
+    def variants_of(self, task: str) -> list[str]:
+        """The variants a suite runs on a task: its list, or in a sweep each variant at every alpha of the
+        task's grid (`<variant>-alpha<value>`)."""
+        names = self.suite.get("variants", ["mfql"])
+        if self.sweep:
+            return [sweep_variant(v, a) for v in names for a in alpha_grid(task, self.sweep["factors"])]
+        return names
+
+    def variant_options(self, name: str) -> tuple[str, dict]:
+        """(method, options) of a variant: its entry in `variants`, and for <variant>-alpha<v> also agent.alpha."""
+        swept = parse_sweep_variant(name)
+        spec = self.variants[swept[0] if swept else name]
+        args = dict(spec.get("args", {}))
+        if swept:
+            args["agent.alpha"] = swept[1]
+        return spec["method"], args
+
+    def seeds_of(self, setting: str, task: str) -> list[int]:
+        part = self.suite[setting]
+        if self.tasks[task].get("visual", False) and "visual_seeds" in part:
+            return part["visual_seeds"]
+        return part["seeds"]
+
+    def seeds_per_job(self, setting: str) -> int:
+        return self.suite.get(setting, {}).get("seeds_per_job", 1)
+
+    def packs(self, setting: str) -> dict[tuple[int, ...], list[str]]:
+        """{seeds of one job: the tasks trained in such jobs}: each task's seeds cut into groups of seeds_per_job."""
+        size, groups = self.seeds_per_job(setting), {}
+        for task in self.tasks_of(setting):
+            seeds = self.seeds_of(setting, task)
+            for first in range(0, len(seeds), size):
+                groups.setdefault(tuple(seeds[first : first + size]), []).append(task)
+        return groups
+
+    def job_runtime(self, setting: str, seeds: int, attempt: int, task: str) -> int:
+        """Minutes for a training job: the suite's runtime (O2O twice that: as many online as offline steps),
+        times ceil(seeds / 2) for a packed job (a margin over the measured cost of packed seeds), times 3
+        for a pixel task (an update of 174 GFLOP against the state model's 31, for half the steps), times the
+        attempt (a retried job also gets more time)."""
+        pixels = 3 if self.tasks[task].get("visual", False) else 1
+        return self.suite["runtime"] * (2 if setting == "o2o" else 1) * -(-seeds // 2) * pixels * attempt
+
+    def packed_mem_mb(self, seeds: int) -> int:
+        """Host memory of a packed job: the suite's per-job figure plus mem_mb_per_extra_seed for each further
+        seed (the dataset is loaded once; each seed adds its agent, evaluation environments and logs)."""
+        return self.suite["mem_mb"] + self.suite.get("mem_mb_per_extra_seed", 2000) * (seeds - 1)
+
+    def runs(self, setting: str) -> list[tuple[str, str, int]]:
+        return [(v, t, s) for t in self.tasks_of(setting) for v in self.variants_of(t)
+                for s in self.seeds_of(setting, t)]
+
+    def checksum_file(self, task: str) -> str:
+        """The file a dataset's fetch job writes last: the training job's data input."""
+        return str(checksums_path(self.data_dir, self.tasks[task].dataset))
+
+    def train_args(self, setting: str, variant: str, task: str) -> dict:
+        """The `python -m mfql.train` options of a run: the suite's args for the setting, the variant's method
+        and options, and with alpha_source: swept the sweep's alpha for a task whose alpha is unpublished
+        (offline, MFQL, unless the variant sets alpha itself)."""
+        method, options = self.variant_options(variant)
+        args = {**self.suite.get(setting, {}).get("args", {}), "method": method, **options}
+        if setting == "offline" and method == "mfql" and task in self.swept_alpha and "agent.alpha" not in options:
+            args["agent.alpha"] = self.swept_alpha[task]["alpha"]
+        return args
+
+    def as_options(self, args: dict) -> list[str]:
+        """`key=value` options of `python -m mfql.train`: ``args`` and what the pipeline sets for every job."""
+        args = {**args, "model": self.suite["model"], "device": "cuda" if self.suite["gpu"] else "cpu"}
+        if self.config["overwrite"]:
+            args["overwrite"] = True
+        return [f"{k}={hydra_value(v)}" for k, v in args.items()]
+
+    def train_options(self, setting: str, variant: str, task: str) -> list[str]:
+        return self.as_options(self.train_args(setting, variant, task))
+
+    def check_train_args(self) -> None:
+        """Each setting's and variant's options, checked against the training config: a bad key, type or value
+        stops the plan with one line naming where it was set, before any job starts."""
+        for setting in SETTINGS:
+            where = f"suites.{self.config['suite']}.{setting}.args"
+            suite_args = self.suite.get(setting, {}).get("args", {})
+            for key in suite_args:
+                if key in PIPELINE_KEYS:
+                    raise PlanError(f"{where}.{key}: set by the pipeline, not by a suite (valid: other options "
+                                    "of `python -m mfql.train --help`)")
+            tasks = self.tasks_of(setting)
+            checked = tasks[:1] + [t for t in tasks if "o2o" in self.tasks[t]][:1]
+            variants = {v: None for t in checked for v in self.variants_of(t)}
+            methods = {self.variant_options(v)[0]: None for v in variants}
+            # the suite's args with each method first, then each variant's own options on top
+            layers = [(where, {**suite_args, "method": m}, None) for m in methods]
+            layers += [(f"variants.{v}", None, v) for v in variants]
+            for label, fixed, variant in layers:
+                for task in checked:
+                    args = fixed if variant is None else self.train_args(setting, variant, task)
+                    try:  # the same composition the job will do, for a task of this setting
+                        train_config([f"task={task}", "seed=0", "out_dir=.", f"data_dir={self.data_dir}",
+                                      *self.as_options(args)])
+                    except ConfigError as exc:
+                        raise PlanError(f"{label}: {exc}") from None
+
+    def check_run(self, setting: str, variant: str, task: str) -> None:
+        """A target path's variant and task (a training job's wildcards): one line if either is unknown."""
+        target = f"target results/{setting}/{variant}/{task}/"
+        base = parse_sweep_variant(variant)
+        if (base[0] if base else variant) not in self.variants:
+            raise PlanError(f"{target}: unknown variant {variant!r} (valid: {', '.join(self.variants)}, "
+                            "or <variant>-alpha<number>)")
+        if task not in self.tasks:
+            close = difflib.get_close_matches(task, list(self.tasks), n=3, cutoff=0.6)
+            raise PlanError(f"{target}: unknown task {task!r} (valid: ids of config/mfql/tasks/*.yaml"
+                            + (f", e.g. {', '.join(close)})" if close else ")"))
+
+    def run_files(self, setting: str, names=("final.pt", "eval.csv")) -> list[str]:
+        return [f"{run_dir(setting, v, t, s)}/{n}" for v, t, s in self.runs(setting) for n in names]
+
+    def planned_runs(self) -> list[dict]:
+        """Exactly the runs this suite plans, with the options they must have been trained with."""
+        return [{"setting": setting, "variant": v, "task": t, "seed": s, "dir": run_dir(setting, v, t, s),
+                 "args": self.train_args(setting, v, t), "model": self.suite["model"]}
+                for setting in SETTINGS for v, t, s in self.runs(setting)]
+
+    def eval_files(self) -> list[str]:
+        return [f for setting in SETTINGS for f in self.run_files(setting, ("eval.csv", "final_eval.json"))]
+
+    def dataset_files(self) -> list[str]:
+        return sorted({self.checksum_file(t) for setting in SETTINGS for t in self.tasks_of(setting)})
+
+    def final_targets(self) -> list[str]:
+        return (
+            [f"results/tables/{t}.{ext}" for t in TABLES for ext in ("csv", "md", "tex")]
+            + [f"results/figures/{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")]
+            + ["results/figures/toy/toy.png", "results/verification/report.md", "results/verification/report.csv",
+               "results/verification/claims.md", "results/verification/claims.csv"]
+            + ([OVERLAY] if self.sweep else [])
+        )
+
+
+def validate(config: dict, schema: Path) -> None:
+    """JSON-schema validation with one line naming the bad key, then the cross-checks a schema cannot do."""
+    checker = jsonschema.Draft202012Validator(yaml.safe_load(schema.read_text()))
+    error = jsonschema.exceptions.best_match(checker.iter_errors(config))
+    if error is not None:
+        key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise PlanError(f"{key}: {error.message}")
+    if config["suite"] not in config["suites"]:
+        raise PlanError(f"suite: {config['suite']!r} is not defined (valid: {', '.join(config['suites'])})")
+    variants = {**BUILTIN_VARIANTS, **config.get("variants", {})}
+    suite = config["suites"][config["suite"]]
+    for name in suite.get("variants", ["mfql"]):
+        base = parse_sweep_variant(name)
+        if (base[0] if base else name) not in variants:
+            raise PlanError(f"suites.{config['suite']}.variants: unknown variant {name!r} (valid: "
+                            f"{', '.join(variants)}, or <variant>-alpha<number>)")
+    for name in variants:
+        if parse_sweep_variant(name):
+            raise PlanError(f"variants.{name}: names ending in -alpha<number> are the sweep's (valid: another name)")
+    tasks = set(known_tasks())
+    for setting in SETTINGS:
+        chosen = suite.get(setting, {}).get("tasks", [])
+        for task in chosen if isinstance(chosen, list) else []:
+            if task not in tasks:
+                raise PlanError(f"suites.{config['suite']}.{setting}.tasks: unknown task {task!r} "
+                                f"(valid: ids of config/mfql/tasks/*.yaml)")
+
+
+def task_pattern(tasks: list[str]) -> str:
+    """A wildcard constraint matching exactly these task ids."""
+    return "|".join(re.escape(t) for t in tasks)

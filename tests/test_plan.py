@@ -1,0 +1,143 @@
+"""The pipeline's planner (mfql/plan.py) without Snakemake: runs, packs, options, resources and the one-line
+refusals, on config/config.yaml's own suites and on small made-up ones."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mfql.config import known_tasks, load_task
+from mfql.plan import Plan, PlanError, run_dir, task_pattern, validate
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "workflow/schemas/config.schema.yaml"
+CONFIG = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+TASKS = {t: load_task(t) for t in known_tasks()}
+CUBE1, CUBE2 = "cube-single-play-singletask-task1-v0", "cube-single-play-singletask-task2-v0"
+
+
+def plan_of(suite: str, **changes) -> Plan:
+    config = copy.deepcopy(CONFIG)
+    config["suite"] = suite
+    config.update(changes)
+    return Plan(config, TASKS)
+
+
+def test_quick_suite_runs_both_methods_on_its_tasks_and_seeds():
+    plan = plan_of("quick")
+    assert plan.runs("offline") == [(v, t, s) for t in (CUBE1, CUBE2) for v in ("mfql", "fql") for s in (0, 1)]
+    assert plan.runs("o2o") == [("mfql", CUBE2, 0), ("fql", CUBE2, 0)]
+    assert plan.seeds_per_job("offline") == 1
+    assert len(plan.eval_files()) == 2 * (8 + 2)
+    assert plan.dataset_files() == ["resources/checksums/cube-single-play-v0.json"]
+    assert "results/sweep/alpha.yaml" not in plan.final_targets()
+
+
+def test_paper_suite_plans_every_task_and_the_o2o_tasks_in_packs_of_eight():
+    plan = plan_of("paper")
+    assert plan.tasks_of("offline") == sorted(TASKS) and len(TASKS) == 73
+    assert plan.tasks_of("o2o") == sorted(t for t, c in TASKS.items() if "o2o" in c)
+    packs = plan.packs("offline")
+    assert sum(len(tasks) for tasks in packs.values()) == 73  # each task once, in the pack of its seeds
+    visual = [t for t in TASKS if TASKS[t].get("visual", False)]
+    assert all(len(plan.seeds_of("offline", t)) == len(plan.suite["offline"].get("visual_seeds",
+                                                                                   plan.suite["offline"]["seeds"]))
+               for t in visual)
+
+
+def test_laptop_suite_packs_three_seeds_per_task_and_runs_the_short_budget_variant():
+    plan = plan_of("laptop")
+    assert plan.packs("offline") == {(0, 1, 2): [CUBE1, CUBE2]}
+    method, options = plan.variant_options("mfql-short_budget")
+    assert method == "mfql" and options == {"agent.dynamic_alpha": False, "agent.discount": 0.99}
+    args = plan.train_args("offline", "mfql-short_budget", CUBE1)
+    assert args["offline_steps"] == 30000 and args["compile"] is True and args["agent.discount"] == 0.99
+    assert plan.packed_mem_mb(3) == plan.suite["mem_mb"] + 2 * 2000
+
+
+def test_job_runtime_scales_with_setting_pack_pixels_and_attempt():
+    plan = plan_of("paper")
+    base = plan.suite["runtime"]
+    assert plan.job_runtime("offline", 1, 1, CUBE1) == base
+    assert plan.job_runtime("o2o", 1, 1, CUBE1) == 2 * base
+    assert plan.job_runtime("offline", 8, 1, CUBE1) == 4 * base and plan.job_runtime("offline", 3, 1, CUBE1) == 2 * base
+    assert plan.job_runtime("offline", 1, 1, "visual-cube-single-play-singletask-task1-v0") == 3 * base
+    assert plan.job_runtime("offline", 1, 2, CUBE1) == 2 * base
+
+
+def test_options_are_the_suite_args_then_the_variant_then_what_the_pipeline_sets():
+    plan = plan_of("quick")
+    options = plan.train_options("offline", "mfql-K1", CUBE1)
+    assert options[:5] == ["offline_steps=2000", "eval_interval=500", "eval_episodes=10", "log_interval=250",
+                           "method=mfql"]
+    assert options[5:] == ["agent.num_candidates=1", "model=small", "device=cpu"]
+    assert plan_of("quick", overwrite=True).train_options("offline", "fql", CUBE1)[-1] == "overwrite=true"
+    assert run_dir("o2o", "fql", CUBE2, 3) == f"results/o2o/fql/{CUBE2}/seed3"
+
+
+def test_sweep_variants_and_swept_alpha():
+    plan = plan_of("sweep")
+    task = plan.tasks_of("offline")[0]
+    names = plan.variants_of(task)
+    alpha = float(TASKS[task].agent.alpha)
+    assert f"mfql-alpha{alpha:g}" in names and all("-alpha" in n for n in names)
+    assert plan.variant_options(names[0])[1]["agent.alpha"] == float(names[0].split("-alpha")[1])
+    assert "results/sweep/alpha.yaml" in plan.final_targets()
+    # the sweep's pick applies to offline MFQL runs only, and never over a variant's own alpha
+    user = plan_of("quick")
+    user.swept_alpha = {CUBE1: {"alpha": 7.0}}
+    assert user.train_args("offline", "mfql", CUBE1)["agent.alpha"] == 7.0
+    assert "agent.alpha" not in user.train_args("offline", "fql", CUBE1)
+    assert "agent.alpha" not in user.train_args("o2o", "mfql", CUBE1)
+    assert user.train_args("offline", "mfql-alpha30", CUBE1)["agent.alpha"] == 30.0
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"suite": "huge"}, "suite: 'huge' is not defined (valid: "),
+    ({"strict": "maybe"}, "strict: 'maybe' is not of type 'boolean'"),
+    ({"variants": {"mfql-alpha3": {"method": "mfql"}}}, "variants.mfql-alpha3: names ending in -alpha<number>"),
+])
+def test_bad_workflow_config_is_one_line(change, message):
+    config = {**copy.deepcopy(CONFIG), **change}
+    with pytest.raises(PlanError) as info:
+        validate(config, SCHEMA)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_suite_naming_an_unknown_variant_or_task_is_refused():
+    config = copy.deepcopy(CONFIG)
+    config["suites"]["quick"]["variants"] = ["mfql", "sac"]
+    with pytest.raises(PlanError, match=r"suites.quick.variants: unknown variant 'sac' \(valid: mfql, fql, "):
+        validate(config, SCHEMA)
+    config = copy.deepcopy(CONFIG)
+    config["suites"]["quick"]["offline"]["tasks"] = ["cube-single-play-singletask-task9-v0"]
+    with pytest.raises(PlanError, match="suites.quick.offline.tasks: unknown task 'cube-single-play-singletask-task9"):
+        validate(config, SCHEMA)
+
+
+def test_a_target_of_an_unknown_variant_or_task_is_refused():
+    plan = plan_of("quick")
+    plan.check_run("offline", "mfql-alpha30", CUBE1)  # a sweep variant of a known one
+    with pytest.raises(PlanError, match="unknown variant 'mfql-K9'"):
+        plan.check_run("offline", "mfql-K9", CUBE1)
+    with pytest.raises(PlanError, match=r"unknown task 'cube-single-play-singletask-task9-v0' .*e\.g\. cube-single"):
+        plan.check_run("offline", "mfql", "cube-single-play-singletask-task9-v0")
+
+
+def test_pipeline_keys_and_bad_options_are_refused_before_any_job():
+    config = copy.deepcopy(CONFIG)
+    config["suites"]["quick"]["offline"]["args"]["seed"] = 3
+    with pytest.raises(PlanError, match="suites.quick.offline.args.seed: set by the pipeline"):
+        Plan(config, TASKS).check_train_args()
+    config = copy.deepcopy(CONFIG)
+    config["variants"]["mfql"]["args"] = {"agent.num_candidates": 0}
+    with pytest.raises(PlanError, match="^variants.mfql: .*agent.num_candidates"):
+        Plan(config, TASKS).check_train_args()
+
+
+def test_task_pattern_matches_exactly_its_tasks():
+    import re
+    pattern = re.compile(f"^(?:{task_pattern([CUBE1, 'antmaze-large-diverse-v2'])})$")
+    assert pattern.match(CUBE1) and pattern.match("antmaze-large-diverse-v2")
+    assert not pattern.match(CUBE2) and not pattern.match("antmaze-large-diverseXv2")
