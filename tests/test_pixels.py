@@ -60,7 +60,7 @@ def test_frames_are_stored_once_as_uint8():
     store = FrameStore(frames, terminals, stack=3, device=torch.device("cpu"))
     index_bytes = 8 * (1000 + 998)  # int64 episode start per frame, frame index per transition
     assert store.nbytes == frames.nbytes + index_bytes  # no float copy, no next-observation or stack copy
-    # scaled to an OGBench visual dataset (1,000 trajectories of 1,001 frames): README's 12.3 GB per task
+    # scaled to an OGBench visual dataset (1,000 trajectories of 1,001 frames): docs/configuration.md's 12.3 GB per task
     assert (store.nbytes - index_bytes) / 1000 * 1_001_000 == 12_300_288_000
 
 
