@@ -20,7 +20,16 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from mfql.checkpoint import CheckpointError, file_sha256, load_final, load_state, write_json, write_text
+from mfql.checkpoint import (
+    CheckpointError,
+    file_sha256,
+    load_final,
+    load_state,
+    save_state,
+    save_torch,
+    write_json,
+    write_text,
+)
 from mfql.config import FQL_ONLY_KEYS, PIXEL_KEYS, PLACEMENT_KEYS, ConfigError, RunError
 
 log = logging.getLogger("mfql.runfolder")
@@ -56,6 +65,8 @@ def describe(cfg: dict) -> str:
 
 
 class RunFolder:
+    """Every file of one run: config.yaml, meta.json, the CSVs, the resume states, final.pt, and the lock."""
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.resume_path = self.path / "_resume" / "state.pt"
@@ -171,6 +182,43 @@ class RunFolder:
             if folder.is_dir():
                 for tmp in folder.glob(".*.tmp"):
                     tmp.unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------------------------ while it runs
+    def csvs(self) -> dict[str, str]:
+        """The CSVs so far, as text (they travel inside resume states and final.pt)."""
+        return {name: (self.path / name).read_bytes().decode() for name in CSV_FILES if (self.path / name).exists()}
+
+    def write_start(self, config_yaml: str, meta: dict) -> None:
+        write_text(self.path / "config.yaml", config_yaml)
+        write_json(self.path / "meta.json", meta)
+
+    def write_resume(self, state: dict) -> None:
+        """The rolling resume state; the one before is kept until this one is written (packed jobs resume at
+        the newest step every seed saved)."""
+        if self.resume_path.is_file():
+            os.replace(self.resume_path, self.prev_path)
+        save_state(self.resume_path, state)
+
+    def saved_states(self) -> dict[int, Path]:
+        """Resume states on disk (checksum-verified when loaded), by step."""
+        return {load_state(path)["step"]: path for path in self.resume_paths()}
+
+    def write_back_csvs(self, csvs: dict[str, str]) -> None:
+        """The CSVs as a resume state recorded them (rows after it are dropped)."""
+        for name in CSV_FILES:
+            path = self.path / name
+            path.unlink(missing_ok=True)
+            if name in csvs:
+                write_text(path, csvs[name])
+
+    def write_final(self, final: dict, meta: dict) -> None:
+        """final.pt, then meta.json with its SHA-256, then the resume states are removed."""
+        save_torch(self.final_path, final)
+        write_json(self.path / "meta.json", {**meta, "final_sha256": file_sha256(self.final_path)})
+        for path in (self.resume_path, self.prev_path):
+            path.unlink(missing_ok=True)
+        if self.resume_path.parent.exists() and not any(self.resume_path.parent.iterdir()):
+            self.resume_path.parent.rmdir()
 
     # --------------------------------------------------------------------------------------- finished
     def restore_files(self, key: str | None = None) -> list[str]:

@@ -3,7 +3,7 @@ import torch
 
 from mfql.buffer import ReplayBuffer, offline_storage, sample_packed
 from mfql.config import train_config
-from mfql.train import Run
+from mfql.trainer import Run
 
 
 def dataset(n, obs_dim=2):
@@ -76,12 +76,12 @@ def test_online_antmaze_transitions_get_the_dataset_reward_shift(minari_dir, tmp
                         "offline_steps=0", "online_steps=6", "env_max_steps=4", "eval_episodes=0", "device=cpu"])
     run = Run(cfg, "test", "no-data-hash", torch.device("cpu"))
     for _ in range(6):
-        run.online_step()
+        run.online.step()
     online = rows(run.buffer)
     rewards, masks = online["rewards"][-6:], online["masks"][-6:]
     assert set(rewards.tolist()) <= {-1.0, 0.0} and rewards.min() == -1.0  # env reward 0/1 -> -1/0
     assert masks.tolist() == [1.0] * 6  # no termination in 6 random-policy steps
-    assert run.episode == 1  # episodes end at env_max_steps
+    assert run.online.episode == 1  # episodes end at env_max_steps
     obs = online["observations"][-6:]
     assert obs.shape == (6, 29) and torch.equal(online["next_observations"][-6:][0], obs[1])
 

@@ -163,7 +163,8 @@ def test_divergence_stops_the_run_and_keeps_the_last_good_state(tmp_path, ogbenc
     """A critic weight turns NaN inside the update of step 7 (as an overflow would): the run stops with one
     line naming step 7, keeps the resume state of step 6, and writes no final.pt."""
     from mfql.config import RunError
-    from mfql.train import Run
+    from mfql.loop import train
+    from mfql.trainer import Run
 
     out = tmp_path / "run"
     cfg = train_config([f"task={TASK}", "seed=0", f"out_dir={out}", f"data_dir={ogbench_dir.parent}", *QUICK,
@@ -180,7 +181,7 @@ def test_divergence_stops_the_run_and_keeps_the_last_good_state(tmp_path, ogbenc
     run.agent.update = poisoned
     out.mkdir()
     with pytest.raises(RunError) as info:
-        run.run(resume=False)
+        train([run], ["fresh"], packed=False)
     message = str(info.value)
     assert message.startswith("training diverged: non-finite loss at step 7 ")
     assert f"last good resume state (step 6) is kept in {out / '_resume' / 'state.pt'}" in message

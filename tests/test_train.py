@@ -191,28 +191,28 @@ def test_cfg_prints_the_resolved_config_and_writes_nothing(tmp_path):
 def test_mid_episode_resume_rebuilds_the_environment_by_replaying_the_episode(tmp_path, ogbench_dir, caplog):
     from mfql.config import train_config
     from mfql.data import flatten_obs
-    from mfql.train import Run
+    from mfql.trainer import Run
 
     cfg = train_config([f"task={TASK}", f"out_dir={tmp_path}", f"data_dir={ogbench_dir.parent}", "model=small",
                         "offline_steps=0", "online_steps=20", "env_max_steps=50", "eval_episodes=0", "device=cpu"])
     run = Run(cfg, "test", "no-data-hash", torch.device("cpu"))
     for _ in range(7):
-        run.online_step()
-    saved = run.episode_in_progress()
+        run.online.step()
+    saved = run.online.in_progress()
     assert saved["actions"].shape == (7, run.action_dim)
     fresh = Run(cfg, "test", "no-data-hash", torch.device("cpu"))
-    fresh.replay_episode(saved)
+    fresh.online.replay(saved)
     # The observation the agent sees (float32) is the same. MuJoCo's float64 physics is not bit-identical
     # between two environment instances fed the same actions (measured: 1e-16 in qpos, also between two
     # replays), the same round-off an uninterrupted run's next episode has against a fresh environment.
-    assert np.array_equal(fresh.obs, run.obs)
-    env, fresh_env = run.online_envs.env(0), fresh.online_envs.env(0)
+    assert np.array_equal(fresh.online.obs, run.online.obs)
+    env, fresh_env = run.pools.online.env(0), fresh.pools.online.env(0)
     np.testing.assert_allclose(fresh_env.unwrapped.data.qpos, env.unwrapped.data.qpos, rtol=0, atol=1e-12)
-    assert fresh.episode_return == run.episode_return and len(fresh.episode_actions) == 7
+    assert fresh.online.episode_return == run.online.episode_return and len(fresh.online.episode_actions) == 7
     action = np.full(run.action_dim, 0.3, np.float32)  # both continue the same way
     assert np.array_equal(flatten_obs(fresh_env.step(action)[0]), flatten_obs(env.step(action)[0]))
 
     saved["observation"] += 1.0  # a replay that does not reproduce the saved state is reported
     with caplog.at_level("WARNING", logger="mfql.train"):
-        Run(cfg, "test", "no-data-hash", torch.device("cpu")).replay_episode(saved)
+        Run(cfg, "test", "no-data-hash", torch.device("cpu")).online.replay(saved)
     assert "did not reproduce its saved observation" in caplog.text
