@@ -228,8 +228,9 @@ def test_rerunning_one_task_seed_touches_only_its_jobs(quick_run):
 
 
 def test_packed_job_rerun_for_one_missing_seed_trains_only_that_seed(quick_run, tmp_path):
-    """With seeds_per_job 2 the two offline seeds are one job; with seed 1's folder gone (docs/configuration.md: "remove its
-    folder"), the job reruns, keeps seed 0's final.pt (update-flagged) and mfql.train retrains seed 1 alone."""
+    """With seeds_per_job 2 the two offline seeds are one job; with seed 1's folder gone (docs/configuration.md:
+    "remove its folder"), the job reruns, keeps seed 0's final.pt (update-flagged) and mfql.train retrains seed 1
+    alone."""
     import yaml
 
     packed = yaml.safe_load(CI_CONFIG.read_text())
