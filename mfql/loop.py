@@ -51,7 +51,7 @@ def train(runs: list[Run], statuses: list[str], packed: bool, compile: bool = Fa
     bar = Progress(range(start, last + 1), total=last + 1 - first, initial=start - first, desc="train", logger=log)
     for run in runs:
         run.progress = bar
-    generators = [run.rng for run in runs]
+    generators, buffers = [run.rng for run in runs], [run.buffer for run in runs]
     online_pool = lead.pools.online
     for step in bar:
         if step > lead.cfg.offline_steps:  # each seed its own environment, episode and online rows
@@ -61,7 +61,7 @@ def train(runs: list[Run], statuses: list[str], packed: bool, compile: bool = Fa
         if update is None:
             infos = [lead.agent.update(lead.buffer.sample(batch_size, lead.rng), step, generator=lead.rng)]
         else:
-            info = update.update(sample_packed([run.buffer for run in runs], batch_size, generators), step,
+            info = update.update(sample_packed(buffers, batch_size, generators), step,
                                  update.draws(batch_size, generators))
             infos = [{key: value[seed] for key, value in info.items()} for seed in range(len(runs))]
         rows = [run.after_update(step, one) for run, one in zip(runs, infos)]
