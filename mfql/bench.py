@@ -10,12 +10,14 @@ Then evaluation episodes/s on the real cube-single environment, played one at a 
 process and in env worker processes); aggregate updates/s of S seeds packed in one process, beside the gain
 that the packed update's dispatch share allows (Amdahl); and the paper suite's projected device hours with
 the evaluation's share of them.
+
+Over 300 lines on purpose: one section per figure the JSON reports, read top to bottom; the measuring
+tools themselves are in mfql/run/profiling.py.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -24,49 +26,20 @@ import numpy as np
 import torch
 import yaml
 from omegaconf import ListConfig
-from torch.profiler import ProfilerActivity, profile
-from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from mfql.agents import make_agent
 from mfql.agents.base import Agent
-from mfql.checkpoint import write_json
-from mfql.config import (
-    CONFIG_DIR,
-    ConfigError,
-    check_device,
-    check_out_file,
-    compose,
-    known_tasks,
-    load_task,
-    require_int,
-    run_cli,
-)
-from mfql.devices import check_cpp_compiler, configure_cpu, device_name, resolve_device
-from mfql.networks import count_params
+from mfql.agents.networks import count_params
+from mfql.config import CONFIG_DIR, check_device, check_out_file, compose, known_tasks, load_task, require_int, run_cli
+from mfql.errors import ConfigError
+from mfql.files import write_json
+from mfql.run.devices import check_cpp_compiler, configure_cpu, device_name, resolve_device
+from mfql.run.profiling import HostReads, compiled_cpu_kernels, kernels, side_by_side, sync, timed
 
 OBS_DIM, ACTION_DIM = 28, 5
 EVAL_TASK = "cube-single-play-singletask-task1-v0"
 PIXEL_SHAPE = (64, 64, 9)  # the pixel tasks' observations: 3 stacked 64x64x3 frames
-
-
-class HostReads(TorchDispatchMode):
-    """Counts the ops that make the host wait for the device: scalar reads and copies to the CPU."""
-
-    def __init__(self):
-        super().__init__()
-        self.reads: list[str] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func is torch.ops.aten._local_scalar_dense.default:
-            self.reads.append(str(func))
-        elif func in (torch.ops.aten._to_copy.default, torch.ops.aten.copy_.default):
-            src = args[1] if func is torch.ops.aten.copy_.default else args[0]
-            dst = args[0].device if func is torch.ops.aten.copy_.default else kwargs.get("device", src.device)
-            if src.device.type != "cpu" and torch.device(dst).type == "cpu":
-                self.reads.append(f"{func} {src.device}->cpu")
-        return func(*args, **kwargs)
 
 
 def synthetic_obs(batch_size: int, pixels: bool, generator: torch.Generator) -> torch.Tensor:
@@ -85,72 +58,6 @@ def synthetic_batch(batch_size: int, device: torch.device, pixels: bool = False)
         "next_observations": synthetic_obs(batch_size, pixels, g),
     }
     return {k: v.to(device) for k, v in batch.items()}
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fn, repeats: int, device: torch.device, warmup: int = 2) -> float:
-    """Seconds per call after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    sync(device)
-    return (time.perf_counter() - start) / repeats
-
-
-def side_by_side(fns: dict, rounds: int, per_round: int, device: torch.device) -> dict:
-    """Updates/s of each warm function timed in alternating rounds: the median rate of each and the median of
-    the per-round ratios to the first. Load on a shared machine then moves both sides alike (rates measured
-    one after the other moved by up to 1.5x between minutes here)."""
-    rates: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            rates[name].append(1.0 / timed(fn, per_round, device, warmup=0))
-    first = next(iter(fns))
-    out = {f"{name}_updates_per_s": float(np.median(r)) for name, r in rates.items()}
-    for name in list(fns)[1:]:
-        out[f"{name}_vs_{first}"] = float(np.median(np.array(rates[name]) / np.array(rates[first])))
-    return {**out, "rounds": rounds, "updates_per_round": per_round}
-
-
-def kernels(fn, device: torch.device) -> int:
-    """Kernels one call launches. CUDA: the profiler's device kernels. CPU: its leaf events (an eager aten op
-    with no op below it, or one generated kernel of a compiled graph), views and metadata ops left out."""
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=activities) as prof:
-        fn()
-        sync(device)
-    if device.type == "cuda":
-        return sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
-    free = re.compile(r"aten::(as_strided|view|_unsafe_view|reshape|expand|t|transpose|permute|slice|select|"
-                      r"empty|empty_strided|empty_like|resolve_conj|resolve_neg|is_same_size|detach|alias|"
-                      r"_reshape_alias|unsqueeze|squeeze|split|split_with_sizes|chunk|unbind|lift_fresh)$")
-    return sum(1 for e in prof.events() if not e.cpu_children and not free.match(e.name)
-               and not e.name.startswith(("Torch-Compiled", "## ", "CompiledFunction", "TorchDynamo")))
-
-
-def compiled_cpu_kernels(make: Callable[[], Agent], batch: dict, device: torch.device) -> int:
-    """Kernels of a compiled update on the CPU. Its generated kernels are profiler events only when compiled
-    with kernel profiling, which made the small model's update 27 % slower (57 vs 79 updates/s): so a second
-    agent, compiled with it, for the count alone (the timed agent is compiled without it)."""
-    import torch._inductor.config as inductor_config
-
-    # dynamo's cache cleared: it would run the graph compiled without profiling again (inductor's caches on
-    # disk key on the setting); cleared again after, so that no later update runs this one.
-    torch._dynamo.reset()
-    try:
-        with inductor_config.patch({"cpp.enable_kernel_profile": True}):
-            agent = make()
-            agent.update(batch, 1)  # compiles, with each generated kernel named in the profile
-            return kernels(lambda: agent.update(batch, 2), device)
-    finally:
-        torch._dynamo.reset()
 
 
 def bench_update(agent: Agent, batch: dict, updates: int, device: torch.device,
@@ -275,7 +182,7 @@ def isolated(cpu: tuple, fn, *args, **kwargs):
 
 def bench_packed(model: str, device: torch.device, updates: int, sizes: list[int], compile: bool) -> dict:
     """Aggregate updates/s of S seeds packed in one process (``PackedUpdate``), per S."""
-    from mfql.packed import PackedUpdate
+    from mfql.agents.packed import PackedUpdate
 
     def packed_update(size: int, floor: bool = False) -> Callable:
         agents = [make_bench_agent(model, device, compile=False, floor=floor) for _ in range(size)]
@@ -306,9 +213,9 @@ def bench_packed(model: str, device: torch.device, updates: int, sizes: list[int
 def bench_evaluation(model: str, device: torch.device, episodes: int, env_steps: int, workers: list[int]) -> dict:
     """Episodes/s on the real cube-single env (episodes cut at ``env_steps``), one at a time vs in lockstep,
     the lockstep environments stepped in this process and in each number of ``workers`` processes."""
-    from mfql.envpool import EnvPool, EnvSpec
-    from mfql.envs import make_env
-    from mfql.episodes import run_episodes
+    from mfql.run.envpool import EnvPool, EnvSpec
+    from mfql.run.envs import make_env
+    from mfql.run.episodes import run_episodes
 
     env = make_env(EVAL_TASK, "ogbench", None, env_steps)
     cfg = compose("train", [f"task={EVAL_TASK}", "out_dir=.", f"model={model}"]).agent

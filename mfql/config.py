@@ -2,6 +2,7 @@
 
 We use Hydra's compose API rather than ``@hydra.main`` so that runs never change directory or create
 timestamped output folders, and so that a bad option fails with one line naming the value.
+Over 300 lines because every command's option checks live here, in one place (their ranges: mfql/ranges.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from mfql.errors import CheckpointError, ConfigError, DatasetError, RunError
 from mfql.ranges import SEED_MAX
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config" / "mfql"
@@ -44,9 +46,6 @@ def hydra_value(value) -> str:
         return "[" + ",".join(hydra_value(v) for v in value) + "]"
     return str(value)
 
-
-class ConfigError(ValueError):
-    """A bad command-line or config value; the message is one line for the user."""
 
 
 def compose(name: str, overrides: list[str]) -> DictConfig:
@@ -257,7 +256,7 @@ def train_config(argv: list[str]) -> DictConfig:
     if task.get("visual", False) != (merged.agent.encoder is not None):
         raise ConfigError(f"agent.encoder={merged.agent.encoder} is not valid for task {cfg.task} (valid: "
                           + ("an image encoder, e.g. impala_small)" if task.get("visual", False) else "null)"))
-    from mfql.protocol import PROTOCOLS
+    from mfql.run.protocol import PROTOCOLS
 
     protocols = PROTOCOLS if merged.suite == "d4rl" else (None,)
     if merged.eval_protocol not in protocols:
@@ -277,7 +276,7 @@ def validate_train(cfg: DictConfig) -> None:
         if value not in valid:
             names = ", ".join("null" if v is None else str(v).lower() if isinstance(v, bool) else v for v in valid)
             raise ConfigError(f"{key}={value!r} is not valid (valid: {names})")
-    from mfql.encoders import ENCODERS
+    from mfql.agents.encoders import ENCODERS
     from mfql.ranges import TRAIN_RANGES, check_alpha_bounds, check_ranges
 
     check_ranges(cfg, TRAIN_RANGES)
@@ -305,9 +304,6 @@ def check_device(value) -> None:
         raise ConfigError(f"device={value!r} is not valid (valid: auto, cpu, cuda, cuda:N)")
 
 
-class RunError(RuntimeError):
-    """A run that cannot go on (diverged, folder in use); one line for the user, exit 3."""
-
 
 def run_cli(main, config_name: str, argv: list[str] | None = None) -> None:
     """Run ``main(argv)`` with ``--help`` (the command's usage and commented options) for every command.
@@ -315,8 +311,6 @@ def run_cli(main, config_name: str, argv: list[str] | None = None) -> None:
     A bad option, a missing or wrong dataset or an unusable checkpoint ends with one line on stderr and exit 2;
     a run that cannot go on (diverged, folder in use) with one line and exit 3.
     """
-    from mfql.checkpoint import CheckpointError
-    from mfql.data import DatasetError
     from mfql.log import check_environment
     from mfql.ranges import TRAIN_RANGES, describe_ranges
 

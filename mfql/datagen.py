@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mfql.checkpoint import atomic_write
-from mfql.config import ConfigError, check_out_dir, compose, require_int, run_cli
+from mfql.config import check_out_dir, compose, require_int, run_cli
+from mfql.errors import ConfigError
+from mfql.files import atomic_write
 from mfql.log import Progress, setup_logging
 
 log = logging.getLogger("mfql.datagen")

@@ -16,15 +16,16 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
-from mfql.checkpoint import file_sha256, write_json
-from mfql.config import ConfigError, check_in_dir, check_out_file, compose, require_int, run_cli
-from mfql.data import minari_dataset_of
-from mfql.devices import configure_cpu
-from mfql.envpool import EnvPool, EnvSpec
-from mfql.envs import metric_name
-from mfql.episodes import run_episodes
+from mfql.config import check_in_dir, check_out_file, compose, require_int, run_cli
+from mfql.data.datasets import minari_dataset_of
+from mfql.errors import ConfigError
+from mfql.files import file_sha256, write_json
 from mfql.log import setup_logging
-from mfql.runfolder import RUN_FILES
+from mfql.run.devices import configure_cpu
+from mfql.run.envpool import EnvPool, EnvSpec
+from mfql.run.envs import metric_name
+from mfql.run.episodes import run_episodes
+from mfql.run.folder import RUN_FILES
 
 log = logging.getLogger("mfql.evaluate")
 
@@ -45,7 +46,8 @@ FINAL_KEYS = ("config", "obs_dim", "action_dim", "obs_norm", "actor", "critic") 
 
 def agent_from_checkpoint(path: str | Path, device: str = "cpu"):
     from mfql.agents import make_agent
-    from mfql.checkpoint import CheckpointError, load_final
+    from mfql.errors import CheckpointError
+    from mfql.run.checkpoint import load_final
 
     path = Path(path)
     state = load_final(path, recorded_sha256(path))

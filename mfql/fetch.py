@@ -22,10 +22,11 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from mfql.checkpoint import UMASK, write_json
-from mfql.config import ConfigError, check_out_dir, compose, run_cli
-from mfql.data import MINARI_IDS, checksum, checksums_path, set_minari_root
+from mfql.config import check_out_dir, compose, run_cli
+from mfql.data.datasets import MINARI_IDS, checksum, checksums_path, set_minari_root
 from mfql.datagen import DATASET_RE as REGENERABLE_RE
+from mfql.errors import ConfigError, DownloadError
+from mfql.files import UMASK, write_json
 from mfql.log import setup_logging
 
 log = logging.getLogger("mfql.fetch")
@@ -33,9 +34,6 @@ OGBENCH_RE = re.compile(r"^[a-z0-9x]+(-[a-z0-9x]+)*-v[0-9]$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 TIMEOUT_S = 60
 
-
-class DownloadError(RuntimeError):
-    """One source could not serve a file (unreachable, HTTP error, checksum mismatch)."""
 
 
 def dataset_paths(dataset: str, data_dir: Path) -> list[Path]:

@@ -32,7 +32,7 @@ def progress_seconds() -> float:
 
 def check_environment() -> None:
     """The environment variables mfql reads, each valid or named in one line."""
-    from mfql.config import ConfigError
+    from mfql.errors import ConfigError
 
     # (a malformed OMP_NUM_THREADS is named by OpenMP itself when torch loads)
     value = os.environ.get("SLURM_CPUS_PER_TASK")

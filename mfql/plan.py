@@ -15,9 +15,10 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from mfql.config import ConfigError, hydra_value, known_tasks, load_task, train_config
-from mfql.data import checksums_path
-from mfql.sweep import alpha_grid, load_overlay, parse_sweep_variant, sweep_tasks, sweep_variant
+from mfql.config import hydra_value, known_tasks, load_task, train_config
+from mfql.data.datasets import checksums_path
+from mfql.errors import ConfigError
+from mfql.report.sweep import alpha_grid, load_overlay, parse_sweep_variant, sweep_tasks, sweep_variant
 
 SETTINGS = ("offline", "o2o")
 TRAIN_RULES = {"offline": "train_offline", "o2o": "finetune_online"}  # the training rule of each setting

@@ -116,7 +116,7 @@ TRAIN_RANGES = {
 
 def check_ranges(cfg: DictConfig, ranges: dict[str, Range]) -> None:
     """One line naming the first option outside its range, and the range."""
-    from mfql.config import ConfigError
+    from mfql.errors import ConfigError
 
     for key, valid in ranges.items():
         value = OmegaConf.select(cfg, key, default=None)
@@ -127,7 +127,7 @@ def check_ranges(cfg: DictConfig, ranges: dict[str, Range]) -> None:
 
 def check_alpha_bounds(cfg: DictConfig) -> None:
     """``agent.alpha_bounds``: [lo, hi] multiples of alpha0 with 0 < lo <= 1 <= hi."""
-    from mfql.config import ConfigError
+    from mfql.errors import ConfigError
 
     bounds = OmegaConf.select(cfg, "agent.alpha_bounds")
     ok = (isinstance(bounds, ListConfig) and len(bounds) == 2

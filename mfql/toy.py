@@ -18,12 +18,14 @@ from omegaconf import OmegaConf
 from scipy.optimize import linear_sum_assignment
 
 from mfql.agents.mfql import MeanFlowQL
-from mfql.checkpoint import atomic_write, seed_everything, write_json
-from mfql.config import ConfigError, check_out_dir, compose, require_int, require_positive, run_cli
-from mfql.devices import configure_cpu
+from mfql.agents.schedules import actor_lr
+from mfql.config import check_out_dir, compose, require_int, require_positive, run_cli
+from mfql.errors import ConfigError
+from mfql.files import atomic_write, write_json
 from mfql.log import Progress, setup_logging
 from mfql.ranges import SEED_MAX, Range
-from mfql.schedules import actor_lr
+from mfql.run.checkpoint import seed_everything
+from mfql.run.devices import configure_cpu
 
 log = logging.getLogger("mfql.toy")
 CENTRES = np.array([(x, y) for x in (-0.75, -0.25, 0.25, 0.75) for y in (-0.75, -0.25, 0.25, 0.75)])

@@ -14,13 +14,13 @@ from typing import NamedTuple
 
 from omegaconf import OmegaConf
 
-from mfql import loop
 from mfql.config import check_in_dir, check_out_dir, run_cli, train_config
-from mfql.data import check_dataset
-from mfql.devices import check_cpp_compiler, configure_cpu, resolve_device, set_matmul_precision
+from mfql.data.datasets import check_dataset
 from mfql.log import setup_logging
-from mfql.runfolder import RunFolder, run_key
-from mfql.trainer import Pools, Run, SharedData, compile_choice
+from mfql.run import loop
+from mfql.run.devices import check_cpp_compiler, configure_cpu, resolve_device, set_matmul_precision
+from mfql.run.folder import RunFolder, run_key
+from mfql.run.trainer import Pools, Run, SharedData, compile_choice
 
 log = logging.getLogger("mfql.train")
 

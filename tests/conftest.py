@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import csv
+import os
+import random
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -108,10 +113,70 @@ def _write_minari(dataset_id: str, env_id: str, episodes: int, steps: int, termi
 
 @pytest.fixture(scope="session")
 def minari_dir(tmp_path_factory) -> Path:
-    from mfql.data import set_minari_root
+    from mfql.data.datasets import set_minari_root
 
     root = tmp_path_factory.mktemp("d4rl")
     set_minari_root(root)
     _write_minari("D4RL/antmaze/umaze-v1", "AntMaze_UMaze-v4", 3, 30, 1, (0.0, 1.0))
     _write_minari("D4RL/pen/cloned-v2", "AdroitHandPen-v1", 2, 20, None, (96.26, 3076.83))
     return root
+
+
+METRICS = ("critic/loss", "flow/mfi_loss", "actor/loss", "total_loss", "actor/grad_norm", "critic/grad_norm",
+           "alpha", "actor/lr")
+
+
+def perturb(module, scale=0.05, seed=0):
+    """Give every parameter (zero-initialised ones included) a random value so g is non-trivial."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=g))
+
+
+def read_final(path):
+    return torch.load(path, weights_only=True)
+
+
+def assert_same_weights(a, b, exact):
+    for key in ("actor", "critic", "target_critic"):
+        assert a[key].keys() == b[key].keys()
+        for name in a[key]:
+            if exact:
+                assert torch.equal(a[key][name], b[key][name]), f"{key}.{name} differs"
+            else:
+                torch.testing.assert_close(a[key][name], b[key][name], rtol=1e-5, atol=1e-5)
+
+
+def read_csv(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def kill_repeatedly(cmd, resume_dir, random_kills, seed, delays):
+    """SIGKILL ``cmd`` twice while a resume state in ``resume_dir`` is being written (atomic_write's temporary
+    exists), then ``random_kills`` times at seeded random moments, each time starting it again."""
+    start = lambda: subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: E731
+
+    def writing_checkpoint():
+        return resume_dir.is_dir() and any(p.name.startswith(".state.pt.") for p in resume_dir.iterdir())
+
+    assert sum(kill_when(start(), writing_checkpoint) for _ in range(2)) >= 1, \
+        f"never caught a checkpoint write in progress in {resume_dir}"
+    rng = random.Random(seed)
+    for _ in range(random_kills):
+        proc, delay = start(), rng.uniform(*delays)
+        kill_when(proc, lambda t=time.time() + delay: time.time() >= t)
+
+
+def kill_when(proc, condition, timeout=300):
+    """SIGKILL ``proc`` as soon as ``condition()`` holds; returns whether it did (False: the run ended first)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if condition():
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return True
+        time.sleep(0.0005)
+    proc.wait()
+    return False

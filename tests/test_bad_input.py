@@ -158,6 +158,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module, args, needle", CASES, ids=[f"{m.split('.')[1]}:{' '.join(a)}" for m, a, _ in CASES])
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(module, args, needle, finished, ogbench_dir, tmp_path):
     run, data = finished

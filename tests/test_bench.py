@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from mfql.agents.networks import count_params
 from mfql.bench import amdahl_gain, isolated, make_bench_agent, measure, synthetic_batch
-from mfql.networks import count_params
 
 
 def child_state() -> dict:
@@ -18,6 +18,7 @@ def child_state() -> dict:
             "denormal_kept": int((torch.full((1 << 16,), 1e-40) * 1.0).count_nonzero())}
 
 
+@pytest.mark.slow
 def test_each_model_is_timed_in_a_fresh_process_set_up_like_the_parent():
     assert isolated((1, True), child_state) == {"threads": 1, "denormal_kept": 0}
     assert isolated((2, False), child_state) == {"threads": 2, "denormal_kept": 1 << 16}
@@ -41,6 +42,7 @@ def ops_of_one_update(model: str, method: str, floor: bool) -> list[str]:
     return ops.names
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("model", "method"), [("small", "mfql"), ("paper", "mfql"), ("paper", "fql")])
 def test_the_dispatch_floor_runs_every_op_of_the_update_on_next_to_no_arithmetic(model, method):
     full, floor = (ops_of_one_update(model, method, floor) for floor in (False, True))

@@ -3,9 +3,8 @@
 import pytest
 import torch
 
-from mfql.bench import HostReads
-from tests.conftest import make_agent, random_batch
-from tests.test_update import METRICS
+from mfql.run.profiling import HostReads
+from tests.conftest import METRICS, make_agent, random_batch
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 import torch
 
-from mfql.checkpoint import STATE_MAGIC, load_state, save_state
 from mfql.config import train_config
-from mfql.devices import cpu_allotment
-from mfql.runfolder import run_key
+from mfql.run.checkpoint import STATE_MAGIC, load_state, save_state
+from mfql.run.devices import cpu_allotment
+from mfql.run.folder import run_key
 from tests.conftest import ROOT, TASK, run_module
 
 QUICK = ["model=small", "env_max_steps=5", "eval_episodes=1", "log_interval=5", "device=cpu", "eval_interval=5"]
@@ -92,6 +92,7 @@ def test_resume_state_round_trips_and_detects_any_flipped_byte(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ run folders
+@pytest.mark.slow
 def test_foreign_run_is_never_overwritten_unless_asked(tmp_path, ogbench_dir):
     out = tmp_path / "run"
     train(out, ogbench_dir.parent)
@@ -104,6 +105,7 @@ def test_foreign_run_is_never_overwritten_unless_asked(tmp_path, ogbench_dir):
     assert json.loads((out / "meta.json").read_text())["seed"] == 3
 
 
+@pytest.mark.slow
 def test_finished_run_rerun_is_a_no_op_whatever_the_path_spelling(tmp_path, ogbench_dir):
     out = tmp_path / "run"
     train(out, ogbench_dir.parent)
@@ -120,6 +122,7 @@ def test_finished_run_rerun_is_a_no_op_whatever_the_path_spelling(tmp_path, ogbe
     assert run_key(c, "sha") != run_key(a, "sha")
 
 
+@pytest.mark.slow
 def test_deleted_logs_come_back_from_final_pt_without_training(tmp_path, ogbench_dir):
     out = tmp_path / "run"
     train(out, ogbench_dir.parent)
@@ -133,6 +136,7 @@ def test_deleted_logs_come_back_from_final_pt_without_training(tmp_path, ogbench
     assert (out / "final.pt").stat().st_mtime_ns == stamp
 
 
+@pytest.mark.slow
 def test_a_second_process_is_locked_out(tmp_path, ogbench_dir):
     out = tmp_path / "run"
     args = [sys.executable, "-m", "mfql.train", f"task={TASK}", "seed=0", f"out_dir={out}",
@@ -153,6 +157,7 @@ def test_a_second_process_is_locked_out(tmp_path, ogbench_dir):
 
 
 # ------------------------------------------------------------------------------------------ numbers
+@pytest.mark.slow
 def test_eval_episodes_zero_writes_a_valid_empty_eval_csv(tmp_path, ogbench_dir):
     out = tmp_path / "run"
     train(out, ogbench_dir.parent, "eval_episodes=0")
@@ -162,9 +167,9 @@ def test_eval_episodes_zero_writes_a_valid_empty_eval_csv(tmp_path, ogbench_dir)
 def test_divergence_stops_the_run_and_keeps_the_last_good_state(tmp_path, ogbench_dir):
     """A critic weight turns NaN inside the update of step 7 (as an overflow would): the run stops with one
     line naming step 7, keeps the resume state of step 6, and writes no final.pt."""
-    from mfql.config import RunError
-    from mfql.loop import train
-    from mfql.trainer import Run
+    from mfql.errors import RunError
+    from mfql.run.loop import train
+    from mfql.run.trainer import Run
 
     out = tmp_path / "run"
     cfg = train_config([f"task={TASK}", "seed=0", f"out_dir={out}", f"data_dir={ogbench_dir.parent}", *QUICK,
@@ -192,6 +197,7 @@ def test_divergence_stops_the_run_and_keeps_the_last_good_state(tmp_path, ogbenc
 
 
 # ------------------------------------------------------------------------------------------ usability
+@pytest.mark.slow
 def test_files_respect_the_umask_and_progress_shows_off_a_terminal(tmp_path, ogbench_dir):
     out = tmp_path / "run"
     env = {**os.environ, "MFQL_PROGRESS_SECONDS": "0", "OMP_NUM_THREADS": "1"}
@@ -313,7 +319,8 @@ def fake_run(root, setting, task, seed, *, cfg_task=None, eval_task=None, offlin
 
 
 def test_tables_take_exactly_the_planned_runs_and_refuse_mismatched_files(tmp_path):
-    from mfql.results import ResultError, collect
+    from mfql.errors import ResultError
+    from mfql.report.results import collect
 
     planned = [fake_run(tmp_path, "offline", TASK, s) for s in (0, 1)]
     fake_run(tmp_path, "offline", TASK, 7)  # a stray folder the suite does not plan
@@ -343,7 +350,7 @@ def test_tables_take_exactly_the_planned_runs_and_refuse_mismatched_files(tmp_pa
 def test_the_scored_evaluations_follow_each_loop():
     from omegaconf import OmegaConf
 
-    from mfql.schedules import evaluation_steps
+    from mfql.agents.schedules import evaluation_steps
 
     run = {"offline_steps": 40, "online_steps": 0, "eval_interval": 20, "eval_episodes": 5, "parity": "official"}
     assert evaluation_steps(OmegaConf.create({**run, "method": "mfql"})) == [0, 20, 40]  # updates at step 0 too
@@ -353,8 +360,9 @@ def test_the_scored_evaluations_follow_each_loop():
     assert evaluation_steps(OmegaConf.create({**run, "method": "mfql", "eval_episodes": 0})) == []
 
 
+@pytest.mark.slow
 def test_a_header_only_eval_csv_is_written_back_from_final_pt(tmp_path, ogbench_dir):
-    from mfql.results import collect
+    from mfql.report.results import collect
 
     out = tmp_path / "run"
     train(out, ogbench_dir.parent, "offline_steps=10")
@@ -367,6 +375,7 @@ def test_a_header_only_eval_csv_is_written_back_from_final_pt(tmp_path, ogbench_
     assert len(scores) == 1 and (out / "eval.csv").read_bytes() == whole
 
 
+@pytest.mark.slow
 def test_stale_temporary_files_of_a_killed_write_are_cleaned(tmp_path, ogbench_dir):
     out = tmp_path / "run"
     (out / "_resume").mkdir(parents=True)
@@ -380,7 +389,7 @@ def test_stale_temporary_files_of_a_killed_write_are_cleaned(tmp_path, ogbench_d
 # ------------------------------------------------------------------------------------------ faults
 DISK_FULL_ON_THIRD_STATE = """
 import errno, sys
-import mfql.checkpoint as checkpoint
+import mfql.run.checkpoint as checkpoint
 from mfql.config import run_cli
 from mfql.train import main
 
@@ -404,6 +413,7 @@ run_cli(main, "train", sys.argv[1:])
 """
 
 
+@pytest.mark.slow
 def test_disk_full_while_writing_the_resume_state_is_one_line_exit_3_and_keeps_the_last_state(tmp_path,
                                                                                              ogbench_dir):
     out = tmp_path / "run"
@@ -420,6 +430,7 @@ def test_disk_full_while_writing_the_resume_state_is_one_line_exit_3_and_keeps_t
     assert "resumed from step 5" in resumed.stderr and (out / "final.pt").is_file()
 
 
+@pytest.mark.slow
 def test_missing_cpp_compiler_and_foreign_checkpoint_and_unreachable_minari_are_one_line(tmp_path, ogbench_dir):
     out = tmp_path / "run"
     proc = train(out, ogbench_dir.parent, "compile=true", check=False, env={**os.environ, "CXX": "/nowhere/g++"})

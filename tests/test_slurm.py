@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mfql.checkpoint import load_state
+from mfql.run.checkpoint import load_state
 from tests.conftest import ROOT
 from tests.test_workflow import CI_CONFIG
 

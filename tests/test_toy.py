@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from mfql.toy import CENTRES, sample_mixture, wasserstein2
 from tests.conftest import run_module
@@ -15,6 +16,7 @@ def test_mixture_and_wasserstein():
     np.testing.assert_allclose(wasserstein2(x[:500], x[:500] + [0.3, 0.4]), 0.5, rtol=1e-9)
 
 
+@pytest.mark.slow
 def test_toy_fit_beats_a_single_gaussian_by_a_wide_margin(tmp_path):
     run_module("mfql.toy", f"out_dir={tmp_path}", "steps=2500", "batch_size=256", "samples=1000")
     metrics = json.loads((tmp_path / "metrics.json").read_text())

@@ -9,11 +9,12 @@ import time
 
 import gymnasium
 import numpy as np
+import pytest
 import torch
 
-from mfql.checkpoint import load_state
-from mfql.envs import FrameStack
-from mfql.pixels import FrameStore
+from mfql.data.pixels import FrameStore
+from mfql.run.checkpoint import load_state
+from mfql.run.envs import FrameStack
 from tests.conftest import ROOT, run_module
 
 VISUAL = "visual-cube-single-play-singletask-task1-v0"
@@ -25,6 +26,7 @@ def args(out, data_dir, *extra):
     return [f"task={VISUAL}", "seed=0", f"out_dir={out}", f"data_dir={data_dir}", *QUICK, *extra]
 
 
+@pytest.mark.slow
 def test_visual_runs_of_both_methods_write_every_run_file(tmp_path, visual_dir):
     for method in ("mfql", "fql"):
         out = tmp_path / method
@@ -41,6 +43,7 @@ def test_visual_runs_of_both_methods_write_every_run_file(tmp_path, visual_dir):
         assert (out / "final_eval.json").is_file()
 
 
+@pytest.mark.slow
 def test_visual_resume_after_sigkill_equals_uninterrupted_run(tmp_path, visual_dir):
     extra = ["offline_steps=30", "eval_interval=30", "checkpoint_interval=5"]
     ref = tmp_path / "ref"
@@ -68,6 +71,7 @@ def test_visual_resume_after_sigkill_equals_uninterrupted_run(tmp_path, visual_d
             assert torch.equal(a[part][key], b[part][key]), (part, key)
 
 
+@pytest.mark.slow
 def test_packed_pixel_seeds_equal_each_seed_trained_alone(tmp_path, visual_dir):
     """seeds=[0,1] on a pixel task (the frames loaded once, each seed its own batches and augmentation draws)
     against seed=0 and seed=1 run alone: the same evaluations, weights within float round-off. vmap batches

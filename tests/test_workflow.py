@@ -305,7 +305,7 @@ def test_sweep_writes_the_overlay_and_a_later_suite_trains_with_it(tmp_path):
     tasks with it, and its mfql-K1 variant's option reaches the run's config.yaml."""
     import yaml
 
-    from mfql.stats import run_score
+    from mfql.report.stats import run_score
 
     args = ["--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "--configfile", str(CI_CONFIG),
             str(SWEEP_USER)]

@@ -15,8 +15,8 @@ import torch
 from torch.func import grad_and_value
 from torch.utils._pytree import tree_leaves
 
-from mfql.encoders import ENCODERS, make_encoder
-from mfql.networks import Critic
+from mfql.agents.encoders import ENCODERS, make_encoder
+from mfql.agents.networks import Critic
 
 Batch = dict[str, torch.Tensor]
 Params = dict[str, dict[str, torch.Tensor]]

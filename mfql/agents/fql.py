@@ -14,7 +14,7 @@ from torch import nn
 from torch.func import functional_call
 
 from mfql.agents.base import Agent, Batch, Params, sub_params
-from mfql.optim import Adam, adam_step
+from mfql.agents.optim import Adam, adam_step
 
 
 def xavier_dense(in_dim: int, out_dim: int) -> nn.Linear:

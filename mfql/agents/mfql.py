@@ -14,9 +14,9 @@ from torch.func import functional_call
 from torch.nn import functional as F
 
 from mfql.agents.base import Agent, Batch, Params
-from mfql.networks import make_actor
-from mfql.optim import Adam, adam_step, clip_by_global_norm
-from mfql.schedules import AlphaController, actor_lr
+from mfql.agents.networks import make_actor
+from mfql.agents.optim import Adam, adam_step, clip_by_global_norm
+from mfql.agents.schedules import AlphaController, actor_lr
 
 
 class MeanFlowQL(Agent):

@@ -7,7 +7,7 @@ from snakemake.exceptions import WorkflowError
 
 from mfql.config import hydra_value
 from mfql.plan import OVERLAY, RUN_LOG_FILES, TABLES, TRAIN_RULES, Plan, PlanError, run_dir, task_pattern
-from mfql.runfolder import RunFolder
+from mfql.run.folder import RunFolder
 
 
 def config_error(message):

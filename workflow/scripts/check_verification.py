@@ -4,7 +4,7 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
 
-from mfql.checkpoint import write_text  # noqa: E402
+from mfql.files import write_text  # noqa: E402
 
 sm = snakemake  # noqa: F821
 counts = json.load(open(sm.input[0]))["counts"]

@@ -7,9 +7,9 @@ sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from mfql.checkpoint import atomic_write, write_text  # noqa: E402
-from mfql.claims import claims, group_iqm, performance_profile, to_markdown  # noqa: E402
-from mfql.figures import claims_figure, profiles_figure  # noqa: E402
+from mfql.files import atomic_write, write_text  # noqa: E402
+from mfql.report.claims import claims, group_iqm, performance_profile, to_markdown  # noqa: E402
+from mfql.report.figures import claims_figure, profiles_figure  # noqa: E402
 
 sm = snakemake  # noqa: F821
 scores = pd.read_csv(sm.input.scores)

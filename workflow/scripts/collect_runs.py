@@ -4,8 +4,9 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")  # noqa: F821 (the snakemake object is injected)
 
-from mfql.checkpoint import atomic_write  # noqa: E402
-from mfql.results import ResultError, collect  # noqa: E402
+from mfql.errors import ResultError  # noqa: E402
+from mfql.files import atomic_write  # noqa: E402
+from mfql.report.results import collect  # noqa: E402
 
 try:
     runs, scores = collect(snakemake.params.runs, snakemake.params.data_source)  # noqa: F821

@@ -5,8 +5,8 @@ sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
 
 import pandas as pd  # noqa: E402
 
-from mfql.checkpoint import atomic_write, write_text  # noqa: E402
-from mfql.results import display_table, per_env, per_task, to_latex, to_markdown  # noqa: E402
+from mfql.files import atomic_write, write_text  # noqa: E402
+from mfql.report.results import display_table, per_env, per_task, to_latex, to_markdown  # noqa: E402
 
 scores = pd.read_csv(snakemake.input.scores)  # noqa: F821
 n_seeds = scores.groupby(["setting", "task"]).seed.nunique().max() if len(scores) else 0

@@ -5,9 +5,10 @@ sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
 
 import yaml  # noqa: E402
 
-from mfql.checkpoint import write_text  # noqa: E402
-from mfql.results import ResultError, collect  # noqa: E402
-from mfql.sweep import select  # noqa: E402
+from mfql.errors import ResultError  # noqa: E402
+from mfql.files import write_text  # noqa: E402
+from mfql.report.results import collect  # noqa: E402
+from mfql.report.sweep import select  # noqa: E402
 
 sm = snakemake  # noqa: F821
 try:

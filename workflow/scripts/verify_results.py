@@ -5,8 +5,8 @@ sys.stderr = open(snakemake.log[0], "w")  # noqa: F821
 
 import pandas as pd  # noqa: E402
 
-from mfql.checkpoint import atomic_write, write_json, write_text  # noqa: E402
-from mfql.verify import STATUSES, to_markdown, verify  # noqa: E402
+from mfql.files import atomic_write, write_json, write_text  # noqa: E402
+from mfql.report.verify import STATUSES, to_markdown, verify  # noqa: E402
 
 sm = snakemake  # noqa: F821
 report = verify(pd.read_csv(sm.input.scores), pd.read_csv(sm.input.expected), sm.params.alpha)

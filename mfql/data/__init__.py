@@ -1,0 +1,1 @@
+"""Datasets: offline transitions (OGBench, Minari), the replay buffer, pixel frames."""
