@@ -42,6 +42,7 @@ def test_laptop_suite_configuration_runs_end_to_end_at_tiny_budgets(tmp_path):
                 assert list(evals.step)[-2:] == [20, 40] and evals.success.between(0, 1).all()
     mfql = OmegaConf.load(results / "offline" / "mfql-short_budget" / tasks[0] / "seed0" / "config.yaml")
     assert mfql.method == "mfql" and mfql.agent.dynamic_alpha is False and mfql.agent.discount == 0.99
+    assert mfql.agent.alpha == 60 and mfql.agent.num_candidates == 1
     assert len(list((work / "logs").glob("train_offline/*/*/seeds*.log"))) == len(variants) * len(tasks)  # packed
     offline = pd.read_csv(results / "tables" / "offline.csv")
     assert set(offline.variant) == set(variants) and set(offline.n) == {len(seeds)}

@@ -50,7 +50,8 @@ def test_laptop_suite_packs_three_seeds_per_task_and_runs_the_short_budget_varia
     plan = plan_of("laptop")
     assert plan.packs("offline") == {(0, 1, 2): [CUBE1, CUBE2]}
     method, options = plan.variant_options("mfql-short_budget")
-    assert method == "mfql" and options == {"agent.dynamic_alpha": False, "agent.discount": 0.99}
+    assert method == "mfql" and options == {"agent.dynamic_alpha": False, "agent.discount": 0.99, "agent.alpha": 60,
+                                           "agent.num_candidates": 1}
     args = plan.train_args("offline", "mfql-short_budget", CUBE1)
     assert args["offline_steps"] == 30000 and args["compile"] is True and args["agent.discount"] == 0.99
     assert plan.packed_mem_mb(3) == plan.suite["mem_mb"] + 2 * 2000
