@@ -85,7 +85,7 @@ def kernels(fn, device: torch.device) -> int:
 
 def compiled_cpu_kernels(make: Callable[[], Agent], batch: dict, device: torch.device) -> int:
     """Kernels of a compiled update on the CPU. Its generated kernels are profiler events only when compiled
-    with kernel profiling, which made the small model's update 27 % slower (57 vs 79 updates/s): so a second
+    with kernel profiling, which slows the update (docs/performance.md): so a second
     agent, compiled with it, for the count alone (the timed agent is compiled without it)."""
     import torch._inductor.config as inductor_config
 
