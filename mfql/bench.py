@@ -91,9 +91,10 @@ def floor_overrides(agent_cfg) -> list[str]:
     """Overrides that keep every layer of the model and so every op of its update, on a batch of 2 and
     networks ``FLOOR_WIDTH`` wide: next to no arithmetic, so the update's time is its dispatch floor (Python,
     the dispatcher, allocations and kernel launches, paid per op whatever the sizes)."""
-    lists = ("mlp_actor_hidden_dims", "critic_hidden_dims", "fql_actor_hidden_dims")
-    widths = [f"agent.{key}=[{','.join([str(FLOOR_WIDTH)] * len(agent_cfg[key]))}]" for key in lists]
-    return ["agent.batch_size=2", f"agent.actor_hidden_dim={FLOOR_WIDTH}", *widths]
+    widths = [f"agent.{key}=[{','.join([str(FLOOR_WIDTH)] * len(value))}]" for key, value in agent_cfg.items()
+              if key.endswith("hidden_dims")]
+    widths += [f"agent.{key}={FLOOR_WIDTH}" for key in agent_cfg if key.endswith("hidden_dim")]
+    return ["agent.batch_size=2", *widths]
 
 
 def make_bench_agent(model: str, device: torch.device, compile: bool, method: str = "mfql",

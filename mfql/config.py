@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from mfql.errors import CheckpointError, ConfigError, DatasetError, RunError
 from mfql.ranges import SEED_MAX
@@ -27,13 +27,11 @@ TASK_DIR = CONFIG_DIR / "tasks"
 TASK_RE = re.compile(r"^[a-z0-9][a-z0-9x-]*-v[0-9]$")
 # Keys that only say where files go or how the job runs; they never change the method (compile and eval_envs:
 # the same arithmetic in another order, equal within float round-off).
-# Agent keys only FQL reads: a MeanFlow-QL run's key leaves them (and method=mfql) out, so that it is the key
-# the same run had before FQL existed.
-FQL_ONLY_KEYS = ("flow_steps", "fql_actor_hidden_dims", "fql_actor_layer_norm", "fql_lr")
 # Top-level keys of pixel runs only; a state run's key leaves them out (null), as before pixels existed.
 PIXEL_KEYS = ("frame_stack", "p_aug")
 PLACEMENT_KEYS = ("out_dir", "data_dir", "device", "threads", "flush_denormal", "tracker", "overwrite", "compile",
                   "eval_envs", "env_workers", "seeds")
+METHOD_GROUP = "method"  # the config group of the methods' files, config/mfql/method/<name>.yaml
 
 
 def hydra_value(value) -> str:
@@ -49,8 +47,6 @@ def hydra_value(value) -> str:
 
 
 def compose(name: str, overrides: list[str]) -> DictConfig:
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
@@ -60,41 +56,79 @@ def compose(name: str, overrides: list[str]) -> DictConfig:
                               "(valid: key=value for an option that --help lists)")
         if "=" not in item:
             raise ConfigError(f"argument {item!r} is not of the form key=value")
+    groups = _groups(name)
     try:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            cfg = hydra_compose(config_name=name, overrides=overrides)
+        cfg = _hydra_compose(name, tuple(overrides))
     except (HydraException, OmegaConfBaseException) as exc:
         key = _bad_key(exc, overrides)
         group = key.split("=", 1)[0]
-        if (CONFIG_DIR / group).is_dir():  # a config group: name its choices
-            choices = ", ".join(sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml")))
-            raise ConfigError(f"{group}={key.split('=', 1)[-1]!r} is not valid (valid: {choices})") from None
+        if group in groups:  # a config group: name its choices
+            raise ConfigError(f"{group}={key.split('=', 1)[-1]!r} is not valid (valid: "
+                              f"{', '.join(group_choices(group))})") from None
         base = OmegaConf.load(CONFIG_DIR / f"{name}.yaml")
-        valid = ", ".join(k for k in base if k not in ("agent", "defaults"))
-        valid += (", agent.<key>" if "agent" in base else "") + "".join(
-            f", {g}" for g in _groups(name))
+        valid = ", ".join(k for k in base if k != "defaults")
+        valid += "".join(f", {g}" for g in groups) + (", agent.<key> (the method's)" if METHOD_GROUP in groups else "")
         raise ConfigError(f"unknown or malformed option {key!r} (valid: {valid})") from None
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(f"missing required option(s): {', '.join(m + '=...' for m in missing)}")
-    check_types(cfg, defaults(name))
-    return cfg
+    check_types(cfg, defaults(name, cfg.get("method")))
+    return with_model(cfg, overrides) if "models" in cfg else cfg
+
+
+def _hydra_compose(name: str, overrides: tuple[str, ...]) -> DictConfig:
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from mfql.agents import CONFIG_ROOTS
+
+    searchpath = [f"hydra.searchpath=[{','.join('file://' + str(p.resolve()) for p in CONFIG_ROOTS)}]"] \
+        if CONFIG_ROOTS and METHOD_GROUP in _groups(name) else []
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return hydra_compose(config_name=name, overrides=[*overrides, *searchpath])
+
+
+def with_model(cfg: DictConfig, overrides: list[str]) -> DictConfig:
+    """The run config with the method's network sizes for ``model`` (its ``models:``) applied over ``agent``,
+    the command line's own ``agent.*`` options winning, and ``models`` itself left out."""
+    models = cfg.models
+    if cfg.model not in models:
+        raise ConfigError(f"model={cfg.model!r} is not valid for method={cfg.method} (valid: {', '.join(models)})")
+    sizes = models[cfg.model]
+    with open_dict(cfg):
+        del cfg["models"]
+    given = OmegaConf.from_dotlist([a for a in overrides if a.startswith("agent.")])
+    return OmegaConf.merge(cfg, {"agent": sizes}, given)
 
 
 def _groups(name: str) -> list[str]:
-    """The config groups a config file's defaults list names (``model`` for train)."""
+    """The config groups a config file's defaults list names (``method`` for train)."""
     base = OmegaConf.load(CONFIG_DIR / f"{name}.yaml")
     return [next(iter(d)) for d in base.get("defaults", []) if isinstance(d, DictConfig)]
 
 
-@functools.lru_cache(maxsize=None)
-def defaults(name: str) -> DictConfig:
-    """A command's composed defaults (required keys left as ???): the types every option must keep."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+def group_choices(group: str) -> list[str]:
+    """The files of a config group: config/mfql/<group>/*.yaml, and those of registered methods from elsewhere."""
+    from mfql.agents import CONFIG_ROOTS
 
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return hydra_compose(config_name=name, overrides=[])
+    return sorted({p.stem for root in (CONFIG_DIR, *CONFIG_ROOTS) for p in (root / group).glob("*.yaml")})
+
+
+def method_file(method: str) -> Path:
+    """A method's config file (its agent options and network sizes)."""
+    from mfql.agents import CONFIG_ROOTS
+
+    for root in (CONFIG_DIR, *CONFIG_ROOTS):
+        if (root / METHOD_GROUP / f"{method}.yaml").is_file():
+            return root / METHOD_GROUP / f"{method}.yaml"
+    raise ConfigError(f"method={method!r} has no config file (valid: {', '.join(group_choices(METHOD_GROUP))})")
+
+
+@functools.lru_cache(maxsize=None)
+def defaults(name: str, method: str | None = None) -> DictConfig:
+    """A command's composed defaults (required keys left as ???), for ``method`` if the command has one: the
+    types every option must keep."""
+    return _hydra_compose(name, (f"{METHOD_GROUP}={method}",) if method else ())
 
 
 def _type_error(key: str, value, valid: str) -> ConfigError:
@@ -226,10 +260,10 @@ def train_config(argv: list[str]) -> DictConfig:
     cfg = compose("train", argv)
     task = load_task(cfg.task)
     online = int(cfg.online_steps) > 0
-    section = "fql" if cfg.method == "fql" else "agent"  # the method's own per-task values
-    layers = [cfg, {"agent": task.get(section, {})}]
+    section = cfg.method  # the method's own per-task values
+    layers = [cfg, {"agent": task.get(section) or {}}]
     if online:
-        layers.append({"agent": task.get("o2o", {}).get(section, {})})
+        layers.append({"agent": task.get("o2o", {}).get(section) or {}})
     # Re-apply the user's own agent.* overrides so that they win over the task file.
     layers.append(OmegaConf.from_dotlist([a for a in argv if a.startswith("agent.")]))
     merged = OmegaConf.merge(*layers)
@@ -253,8 +287,8 @@ def train_config(argv: list[str]) -> DictConfig:
     if task.get("visual", False) and online:
         raise ConfigError(f"online_steps={cfg.online_steps} is not valid for the pixel task {cfg.task} (valid: 0; "
                           "pixel tasks are offline only in FQL's and MeanFlow-QL's protocols)")
-    if task.get("visual", False) != (merged.agent.encoder is not None):
-        raise ConfigError(f"agent.encoder={merged.agent.encoder} is not valid for task {cfg.task} (valid: "
+    if task.get("visual", False) != (merged.agent.get("encoder") is not None):
+        raise ConfigError(f"agent.encoder={merged.agent.get('encoder')} is not valid for task {cfg.task} (valid: "
                           + ("an image encoder, e.g. impala_small)" if task.get("visual", False) else "null)"))
     from mfql.run.protocol import PROTOCOLS
 
@@ -267,25 +301,13 @@ def train_config(argv: list[str]) -> DictConfig:
 
 
 def validate_train(cfg: DictConfig) -> None:
-    choices = {"method": ("mfql", "fql"), "parity": ("official", "corrected"),
-               "tracker": ("none", "tensorboard", "wandb"),
-               "agent.actor": ("dit", "mlp"), "agent.q_agg": ("mean", "min", "max"), "compile": (None, True, False),
-               "matmul_precision": ("highest", "high")}
-    for key, valid in choices.items():
-        value = OmegaConf.select(cfg, key)
-        if value not in valid:
-            names = ", ".join("null" if v is None else str(v).lower() if isinstance(v, bool) else v for v in valid)
-            raise ConfigError(f"{key}={value!r} is not valid (valid: {names})")
-    from mfql.agents.encoders import ENCODERS
-    from mfql.ranges import TRAIN_RANGES, check_alpha_bounds, check_ranges
+    from mfql.agents import METHODS
+    from mfql.ranges import TRAIN_RANGES, check_choices, check_ranges
 
+    check_choices(cfg, {"parity": ("official", "corrected"), "tracker": ("none", "tensorboard", "wandb"),
+                        "compile": (None, True, False), "matmul_precision": ("highest", "high")})
     check_ranges(cfg, TRAIN_RANGES)
-    check_alpha_bounds(cfg)
-    if cfg.agent.encoder is not None and cfg.agent.encoder not in ENCODERS:
-        raise _type_error("agent.encoder", cfg.agent.encoder, f"null or one of {', '.join(ENCODERS)}")
-    if cfg.agent.actor_hidden_dim % cfg.agent.actor_num_heads:
-        raise _type_error("agent.actor_num_heads", cfg.agent.actor_num_heads,
-                          f"a divisor of agent.actor_hidden_dim={cfg.agent.actor_hidden_dim}")
+    METHODS[cfg.method].check_config(cfg.agent)
     if cfg.seeds is not None:
         seeds = list(cfg.seeds) if isinstance(cfg.seeds, ListConfig) else cfg.seeds
         if not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds) or not all(
@@ -297,6 +319,19 @@ def validate_train(cfg: DictConfig) -> None:
         raise ConfigError(f"tracker={cfg.tracker} needs the {package} package (pip install {package}), "
                           "or tracker=none")
     check_device(cfg.device)
+
+
+def method_help() -> str:
+    """--help's part on the methods: each method's file (its agent.* options) and every option's valid range."""
+    from mfql.agents import METHODS
+    from mfql.ranges import TRAIN_RANGES, describe_ranges
+
+    parts = ["\nValid values of the numeric options (checked before any work):\n\n" + describe_ranges(TRAIN_RANGES)]
+    for name, method in METHODS.items():
+        path = method_file(name)
+        parts.append(f"\nmethod={name} ({method.LABEL}): agent.* options, {path.relative_to(path.parents[2])}\n\n"
+                     + path.read_text() + "\nValid values:\n\n" + describe_ranges(method.RANGES, "agent."))
+    return "\n".join(parts) + "\n"
 
 
 def check_device(value) -> None:
@@ -312,15 +347,13 @@ def run_cli(main, config_name: str, argv: list[str] | None = None) -> None:
     a run that cannot go on (diverged, folder in use) with one line and exit 3.
     """
     from mfql.log import check_environment
-    from mfql.ranges import TRAIN_RANGES, describe_ranges
 
     argv = sys.argv[1:] if argv is None else argv
     if "--help" in argv or "-h" in argv:
         doc = (sys.modules[main.__module__].__doc__ or "").strip()
-        ranges = ("\nValid values of the numeric options (checked before any work):\n\n"
-                  + describe_ranges(TRAIN_RANGES) + "\n") if config_name == "train" else ""
-        print(doc + "\n\nOptions (key=value), with their defaults:\n\n" +
-              (CONFIG_DIR / f"{config_name}.yaml").read_text() + ranges)
+        options = (CONFIG_DIR / f"{config_name}.yaml").read_text()
+        print(doc + "\n\nOptions (key=value), with their defaults:\n\n" + options
+              + (method_help() if METHOD_GROUP in _groups(config_name) else ""))
         return
     try:
         check_environment()

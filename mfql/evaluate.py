@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 from omegaconf import OmegaConf
+from omegaconf.errors import ConfigAttributeError
 
 from mfql.config import check_in_dir, check_out_file, compose, require_int, run_cli
 from mfql.data.datasets import minari_dataset_of
@@ -56,8 +57,13 @@ def agent_from_checkpoint(path: str | Path, device: str = "cpu"):
         raise CheckpointError(f"{path} is a torch file but not a final.pt of mfql.train (it lacks "
                               f"{', '.join(missing)}); pass the final.pt of a run")
     cfg = OmegaConf.create(state["config"])
-    agent = make_agent(cfg.get("method", "mfql"), cfg.agent, state["obs_dim"], state["action_dim"],
-                       state["obs_norm"]["mean"], state["obs_norm"]["std"], int(cfg.offline_steps), device)
+    try:
+        agent = make_agent(cfg.method, cfg.agent, state["obs_dim"], state["action_dim"],
+                           state["obs_norm"]["mean"], state["obs_norm"]["std"], int(cfg.offline_steps), device)
+    except (KeyError, ConfigAttributeError) as exc:  # a method this mfql lacks, or options it no longer has
+        raise CheckpointError(f"{path}: its config does not describe a method of this mfql ({exc.__class__.__name__}: "
+                              f"{str(exc).splitlines()[0]}); evaluate it with the mfql that wrote it "
+                              f"(git commit {state.get('meta', {}).get('git_commit', 'unknown')})") from None
     agent.load_state_dict(state)
     return agent, cfg, state.get("meta", {})
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from mfql.agents import METHODS, proposed
 from mfql.config import hydra_value, known_tasks, load_task, train_config
 from mfql.data.datasets import checksums_path
 from mfql.errors import ConfigError
@@ -28,8 +29,12 @@ OVERLAY = "results/sweep/alpha.yaml"  # the sweep's picks, read by suites with a
 RUN_LOG_FILES = ["eval.csv", "train.csv", "config.yaml", "meta.json"]
 FIGURES = ["curves_offline", "curves_env", "curves_o2o", "aggregates", "claims", "profiles"]
 TABLES = ["offline", "offline_env", "o2o"]
-# the two methods as their papers ran them exist in every config; `variants:` adds (or redefines) others
-BUILTIN_VARIANTS = {"mfql": {"method": "mfql"}, "fql": {"method": "fql"}}
+
+
+def builtin_variants() -> dict:
+    """Every registered method as its paper ran it, a variant of the same name in every config; `variants:` adds
+    (or redefines) others."""
+    return {name: {"method": name} for name in METHODS}
 
 
 class PlanError(ConfigError):
@@ -61,7 +66,7 @@ class Plan:
 
     @property
     def variants(self) -> dict:
-        return {**BUILTIN_VARIANTS, **self.config.get("variants", {})}
+        return {**builtin_variants(), **self.config.get("variants", {})}
 
     @property
     def suite(self) -> dict:
@@ -89,7 +94,7 @@ class Plan:
     def variants_of(self, task: str) -> list[str]:
         """The variants a suite runs on a task: its list, or in a sweep each variant at every alpha of the
         task's grid (`<variant>-alpha<value>`)."""
-        names = self.suite.get("variants", ["mfql"])
+        names = self.suite.get("variants", [proposed()])
         if self.sweep:
             return [sweep_variant(v, a) for v in names for a in alpha_grid(task, self.sweep["factors"])]
         return names
@@ -145,10 +150,10 @@ class Plan:
     def train_args(self, setting: str, variant: str, task: str) -> dict:
         """The `python -m mfql.train` options of a run: the suite's args for the setting, the variant's method
         and options, and with alpha_source: swept the sweep's alpha for a task whose alpha is unpublished
-        (offline, MFQL, unless the variant sets alpha itself)."""
+        (offline, the paper's method, unless the variant sets alpha itself)."""
         method, options = self.variant_options(variant)
         args = {**self.suite.get(setting, {}).get("args", {}), "method": method, **options}
-        if setting == "offline" and method == "mfql" and task in self.swept_alpha and "agent.alpha" not in options:
+        if setting == "offline" and method == proposed() and task in self.swept_alpha and "agent.alpha" not in options:
             args["agent.alpha"] = self.swept_alpha[task]["alpha"]
         return args
 
@@ -234,14 +239,16 @@ def validate(config: dict, schema: Path) -> None:
         raise PlanError(f"{key}: {error.message}")
     if config["suite"] not in config["suites"]:
         raise PlanError(f"suite: {config['suite']!r} is not defined (valid: {', '.join(config['suites'])})")
-    variants = {**BUILTIN_VARIANTS, **config.get("variants", {})}
+    variants = {**builtin_variants(), **config.get("variants", {})}
     suite = config["suites"][config["suite"]]
-    for name in suite.get("variants", ["mfql"]):
+    for name in suite.get("variants", [proposed()]):
         base = parse_sweep_variant(name)
         if (base[0] if base else name) not in variants:
             raise PlanError(f"suites.{config['suite']}.variants: unknown variant {name!r} (valid: "
                             f"{', '.join(variants)}, or <variant>-alpha<number>)")
-    for name in variants:
+    for name, spec in variants.items():
+        if spec["method"] not in METHODS:
+            raise PlanError(f"variants.{name}.method: unknown method {spec['method']!r} (valid: {', '.join(METHODS)})")
         if parse_sweep_variant(name):
             raise PlanError(f"variants.{name}: names ending in -alpha<number> are the sweep's (valid: another name)")
     tasks = set(known_tasks())

@@ -1,5 +1,6 @@
-"""The valid range of every numeric option of ``python -m mfql.train`` (both methods), in one place: checked
-before any work starts and listed by ``python -m mfql.train --help``.
+"""The valid range of every numeric option of ``python -m mfql.train``: the run's options here, each method's
+``agent.*`` options in its class (``RANGES``, ``CHOICES``, ``check_config``); checked before any work starts and
+listed by ``python -m mfql.train --help``.
 
 A range names what the code can mean, not what is sensible: ``agent.tau=1`` (copy the critic each step) is
 valid, ``agent.tau=5`` is not an average. Seeds stop at 2**32 - 1, the largest seed NumPy's legacy RNG (the
@@ -77,68 +78,32 @@ TRAIN_RANGES = {
     "p_aug": Range("number", 0, 1, nullable=True),
     "buffer_size": INT_1,
     "threads": Range("int", 1, nullable=True),
-    "agent.actor_hidden_dim": INT_1,
-    "agent.actor_depth": INT_1,
-    "agent.actor_num_heads": INT_1,
-    "agent.actor_mlp_ratio": POSITIVE,
-    "agent.actor_residual_scale": FRACTION,
-    "agent.mlp_actor_hidden_dims": Range("widths"),
-    "agent.critic_hidden_dims": Range("widths"),
-    "agent.num_q_heads": INT_1,
-    "agent.discount": OPEN_FRACTION,
-    "agent.tau": OPEN_FRACTION,
-    "agent.batch_size": INT_1,
-    "agent.sigma": POSITIVE,
-    "agent.time_steps": INT_1,
-    "agent.target_clip": POSITIVE,
-    "agent.adaptive_gamma": FRACTION,
-    "agent.adaptive_c": POSITIVE,
-    "agent.alpha": POSITIVE,
-    "agent.alpha_update_interval": INT_1,
-    "agent.alpha_loss_threshold": Range("number", 1),
-    "agent.alpha_increase": Range("number", 1),
-    "agent.alpha_decrease": OPEN_FRACTION,
-    "agent.alpha_window": INT_1,
-    "agent.alpha_warmup_frac": FRACTION,
-    "agent.alpha_warmup_frac_corrected": FRACTION,
-    "agent.num_candidates": INT_1,
-    "agent.bound_loss_weight": NONNEGATIVE,
-    "agent.lr": OPEN_FRACTION,
-    "agent.lr_min_ratio": FRACTION,
-    "agent.lr_warmup_frac": FRACTION,
-    "agent.critic_lr": Range("number", 0, 1, low_open=True, nullable=True),
-    "agent.grad_clip": POSITIVE,
-    "agent.flow_steps": INT_1,
-    "agent.fql_actor_hidden_dims": Range("widths"),
-    "agent.fql_lr": OPEN_FRACTION,
 }
 
 
-def check_ranges(cfg: DictConfig, ranges: dict[str, Range]) -> None:
-    """One line naming the first option outside its range, and the range."""
+def check_ranges(cfg: DictConfig, ranges: dict[str, Range], prefix: str = "") -> None:
+    """One line naming the first option outside its range, and the range (``prefix``: how the message names
+    ``cfg``'s keys, e.g. "agent.")."""
     from mfql.errors import ConfigError
 
     for key, valid in ranges.items():
         value = OmegaConf.select(cfg, key, default=None)
         if not valid.holds(value):
             shown = list(value) if isinstance(value, ListConfig) else value
-            raise ConfigError(f"{key}={shown!r} is not valid (valid: {valid.describe()})")
+            raise ConfigError(f"{prefix}{key}={shown!r} is not valid (valid: {valid.describe()})")
 
 
-def check_alpha_bounds(cfg: DictConfig) -> None:
-    """``agent.alpha_bounds``: [lo, hi] multiples of alpha0 with 0 < lo <= 1 <= hi."""
+def check_choices(cfg: DictConfig, choices: dict[str, tuple], prefix: str = "") -> None:
+    """One line naming the first option that is none of its choices, and the choices."""
     from mfql.errors import ConfigError
 
-    bounds = OmegaConf.select(cfg, "agent.alpha_bounds")
-    ok = (isinstance(bounds, ListConfig) and len(bounds) == 2
-          and all(isinstance(b, (int, float)) and not isinstance(b, bool) and math.isfinite(b) for b in bounds)
-          and 0 < bounds[0] <= 1 <= bounds[1])
-    if not ok:
-        shown = list(bounds) if isinstance(bounds, ListConfig) else bounds
-        raise ConfigError(f"agent.alpha_bounds={shown!r} is not valid (valid: [lo, hi] with 0 < lo <= 1 <= hi, "
-                          "multiples of agent.alpha)")
+    for key, valid in choices.items():
+        value = OmegaConf.select(cfg, key)
+        if value not in valid:
+            names = ", ".join("null" if v is None else str(v).lower() if isinstance(v, bool) else v for v in valid)
+            raise ConfigError(f"{prefix}{key}={value!r} is not valid (valid: {names})")
 
 
-def describe_ranges(ranges: dict[str, Range]) -> str:
-    width = max(map(len, ranges))
-    return "\n".join(f"  {key:<{width}}  {valid.describe()}" for key, valid in ranges.items())
+def describe_ranges(ranges: dict[str, Range], prefix: str = "") -> str:
+    width = max(len(prefix + key) for key in ranges)
+    return "\n".join(f"  {prefix + key:<{width}}  {valid.describe()}" for key, valid in ranges.items())

@@ -17,7 +17,7 @@ import torch
 from omegaconf import OmegaConf
 from scipy.optimize import linear_sum_assignment
 
-from mfql.agents.mfql import MeanFlowQL
+from mfql.agents.meanflow import MeanFlowQL
 from mfql.agents.schedules import actor_lr
 from mfql.config import check_out_dir, compose, require_int, require_positive, run_cli
 from mfql.errors import ConfigError

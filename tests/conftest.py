@@ -23,14 +23,14 @@ ROOT = Path(__file__).resolve().parent.parent
 TASK = "cube-single-play-singletask-task1-v0"
 
 
-def agent_cfg(*overrides: str, model: str = "small"):
-    cfg = compose("train", [f"task={TASK}", "out_dir=.", f"model={model}", *overrides])
+def agent_cfg(*overrides: str, model: str = "small", method: str = "mfql"):
+    cfg = compose("train", [f"task={TASK}", "out_dir=.", f"method={method}", f"model={model}", *overrides])
     return cfg.agent
 
 
 def make_agent(obs_dim=6, action_dim=3, *overrides: str, model: str = "small", steps: int = 1000,
                device: str = "cpu", compile: bool = False, method: str = "mfql", **kw):
-    cfg = agent_cfg(*overrides, model=model)
+    cfg = agent_cfg(*overrides, model=model, method=method)
     if kw:
         cfg = OmegaConf.merge(cfg, kw)
     return make_method_agent(method, cfg, obs_dim, action_dim, np.zeros(obs_dim), np.ones(obs_dim), steps, device,

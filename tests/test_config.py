@@ -16,7 +16,7 @@ BASE = [f"task={TASK}", "out_dir=/tmp/x", "data_dir=/tmp/d"]
 def test_the_task_file_sets_each_methods_own_values_and_the_command_line_wins():
     mfql = train_config(BASE)
     fql = train_config([*BASE, "method=fql"])
-    assert (mfql.agent.alpha, mfql.agent.discount) == (120, 0.995)  # the task file's agent: section
+    assert (mfql.agent.alpha, mfql.agent.discount) == (120, 0.995)  # the task file's mfql: section
     assert (fql.agent.alpha, fql.agent.discount) == (300, 0.99)  # its fql: section (FQL's README flags)
     assert train_config([*BASE, "method=fql", "agent.alpha=7"]).agent.alpha == 7
     assert mfql.offline_steps == 1_000_000 and train_config([*BASE, "offline_steps=5"]).offline_steps == 5
@@ -29,7 +29,7 @@ def test_offline_to_online_takes_the_tasks_o2o_values():
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["method=ppo"], "method='ppo' is not valid (valid: mfql, fql)"),
+    (["method=ppo"], "method='ppo' is not valid (valid: fql, mfql)"),
     (["seed=1", "seeds=[0,1]"], "seed=1 is not valid together with seeds=[0, 1]"),
     (["seeds=[0,0]"], "seeds=[0, 0] is not valid"),
     (["frame_stack=3"], "frame_stack=3 is not valid for the state task"),

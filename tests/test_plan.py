@@ -81,7 +81,7 @@ def test_sweep_variants_and_swept_alpha():
     plan = plan_of("sweep")
     task = plan.tasks_of("offline")[0]
     names = plan.variants_of(task)
-    alpha = float(TASKS[task].agent.alpha)
+    alpha = float(TASKS[task].mfql.alpha)
     assert f"mfql-alpha{alpha:g}" in names and all("-alpha" in n for n in names)
     assert plan.variant_options(names[0])[1]["agent.alpha"] == float(names[0].split("-alpha")[1])
     assert "results/sweep/alpha.yaml" in plan.final_targets()

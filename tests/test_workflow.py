@@ -172,8 +172,9 @@ def test_quick_suite_produces_tables_figures_and_reports(quick_run):
     assert fql.method == "fql" and fql.agent.alpha == 300  # FQL's own per-task value (FQL README)
     claims = pd.read_csv(results / "verification" / "claims.csv")
     assert set(claims.level) == {"task", "environment", "suite"} and set(claims.setting) == {"offline", "o2o"}
-    assert (claims.runs_mfql == claims.runs_fql).all() and claims.poi.between(0, 1).all()
-    assert "# Claims: MeanFlow-QL vs FQL, paired" in (results / "verification" / "claims.md").read_text()
+    assert (claims.runs_method == claims.runs_baseline).all() and claims.poi.between(0, 1).all()
+    assert set(claims.baseline) == {"fql"}
+    assert "## MeanFlow-QL vs FQL" in (results / "verification" / "claims.md").read_text()
     o2o = pd.read_csv(results / "tables" / "o2o.csv")
     assert {"before_mean", "after_mean"} <= set(o2o.columns)
     report = pd.read_csv(results / "verification" / "report.csv")

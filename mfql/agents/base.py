@@ -1,9 +1,11 @@
-"""What MeanFlow-QL and FQL share: the 2-head critic and its target, Adam on device tensors, the update as
-one pure function of device tensors (eager, compiled, or vmapped over packed seeds), checkpoints.
+"""What the methods share: the 2-head critic and its target, the Q term of the actor loss, Adam on device
+tensors, the update as one pure function of device tensors (eager, compiled, or vmapped over packed seeds),
+checkpoints, and what the rest of mfql asks a method (its label, ranges, first step, summary).
 
 A method implements ``make_actor``, ``setup`` (its optimisers and own state), its losses and ``total_loss``,
-``draws`` (every random draw of one update), ``update_on_device`` and ``act``; ``total_loss`` takes the parameters it
-differentiates (FQL's ``grad_params``) and returns ``(total, (metrics, carry))``, where ``carry`` is state the
+``draws`` (every random draw of one update), ``update_on_device`` and ``act``. Every loss takes
+``(batch, params, draws, ...)``, ``params`` being the parameters it differentiates (FQL's ``grad_params``);
+``total_loss(batch, params, draws, state)`` returns ``(total, (metrics, carry))``, where ``carry`` is state the
 loss computed and the update writes back (MeanFlow-QL's alpha controller; nothing for FQL).
 """
 
@@ -12,11 +14,12 @@ from __future__ import annotations
 import copy
 
 import torch
-from torch.func import grad_and_value
+from torch.func import functional_call, grad_and_value
 from torch.utils._pytree import tree_leaves
 
 from mfql.agents.encoders import ENCODERS, make_encoder
 from mfql.agents.networks import Critic
+from mfql.ranges import INT_1, OPEN_FRACTION, POSITIVE, Range, check_choices, check_ranges
 
 Batch = dict[str, torch.Tensor]
 Params = dict[str, dict[str, torch.Tensor]]
@@ -56,7 +59,40 @@ class Encoded(torch.nn.Module):
 
 
 class Agent:
+    LABEL = ""                # the method's name for people, in logs, tables and figures
+    PAPER_NAME: str | None = None  # its name in the paper's tables (config/expected/paper_results.csv), if any
+    ROLE = "baseline"         # "proposed": the paper's method, which the claims compare with each baseline
     PROGRESS: tuple[str, ...] = ("critic/loss",)  # metrics shown beside the progress bar
+    # valid values of the agent.* options every method with this critic reads (a method adds its own)
+    RANGES: dict[str, Range] = {"critic_hidden_dims": Range("widths"), "num_q_heads": INT_1,
+                                "discount": OPEN_FRACTION, "tau": OPEN_FRACTION, "batch_size": INT_1,
+                                "sigma": POSITIVE}
+    CHOICES: dict[str, tuple] = {}
+
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        """One line naming the first ``agent.*`` option out of its range or choices (cfg: the run's agent)."""
+        check_ranges(cfg, cls.RANGES, prefix="agent.")
+        check_choices(cfg, cls.CHOICES, prefix="agent.")
+        if cfg.get("encoder") is not None and cfg.encoder not in ENCODERS:
+            from mfql.errors import ConfigError
+
+            raise ConfigError(f"agent.encoder={cfg.encoder!r} is not valid (valid: null or one of "
+                              f"{', '.join(ENCODERS)})")
+
+    @classmethod
+    def first_step(cls, parity: str) -> int:
+        """The training loop's first step (the loop updates at every step from it to the last)."""
+        return 1
+
+    @classmethod
+    def summary(cls, cfg) -> dict:
+        """What a results table says of a run's agent (cfg: its agent config): its actor and its alpha."""
+        return {"actor": cls.LABEL, "alpha": float(cfg.get("alpha", float("nan")))}
+
+    def start_warnings(self, offline_steps: int) -> list[str]:
+        """Messages worth a warning at the start of a run with this configuration."""
+        return []
 
     @property
     def candidates(self) -> int:
@@ -122,6 +158,17 @@ class Agent:
             return obs  # images: uint8, scaled by the encoder; no statistics (as FQL)
         return (obs - self.obs_mean) / self.obs_std
 
+    def q_term(self, obs: torch.Tensor, actions: torch.Tensor, params: Params) -> tuple[torch.Tensor, torch.Tensor]:
+        """The actor loss's Q term and the critic's mean Q: -Q(s, clip(a)) averaged over heads and batch,
+        divided by mean |Q| with ``normalize_q_loss``. The critic's parameters enter detached: the term trains
+        the actor through its actions only."""
+        critic_params = {name: p.detach() for name, p in params["critic"].items()}
+        q = functional_call(self.critic, critic_params, (obs, actions.clamp(-1.0, 1.0))).mean(0)
+        q_loss = -q.mean()
+        if self.cfg.normalize_q_loss:
+            q_loss = q_loss / q.abs().mean().detach()
+        return q_loss, q
+
     def noise(self, *shape: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return torch.randn(*shape, self.action_dim, device=self.device, generator=generator) * self.cfg.sigma
 
@@ -141,12 +188,13 @@ class Agent:
         state = state if state is not None else self.state()
         params = {"actor": state["actor"], "critic": state["critic"]}
         if self.grad_transform:
-            grads, (_, (metrics, carry)) = grad_and_value(self.total_loss, has_aux=True)(params, batch, draws, state)
+            grads, (_, (metrics, carry)) = grad_and_value(self.total_loss, argnums=1, has_aux=True)(
+                batch, params, draws, state)
             return grads, metrics, carry
         # Eager, one agent: plain autograd on the same losses, about 25 % faster on CPU than the transform's
         # per-op wrapping (both paths are tested against each other and against the reference values).
         with torch.enable_grad():
-            total, (metrics, carry) = self.total_loss(params, batch, draws, state)
+            total, (metrics, carry) = self.total_loss(batch, params, draws, state)
             leaves = [p for group in params.values() for p in group.values()]
             flat = torch.autograd.grad(total, leaves, allow_unused=True)
         flat = iter(torch.zeros_like(p) if g is None else g for p, g in zip(leaves, flat))

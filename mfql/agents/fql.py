@@ -15,6 +15,7 @@ from torch.func import functional_call
 
 from mfql.agents.base import Agent, Batch, Params, sub_params
 from mfql.agents.optim import Adam, adam_step
+from mfql.ranges import INT_1, OPEN_FRACTION, POSITIVE, Range
 
 
 def xavier_dense(in_dim: int, out_dim: int) -> nn.Linear:
@@ -45,18 +46,23 @@ class VectorField(nn.Module):
 
 
 class FQL(Agent):
+    LABEL = "FQL"
+    PAPER_NAME = "FQL"
     PROGRESS = ("critic/loss", "actor/distill_loss", "actor/q")
+    RANGES = {**Agent.RANGES, "actor_hidden_dims": Range("widths"), "alpha": POSITIVE, "flow_steps": INT_1,
+              "lr": OPEN_FRACTION}
+    CHOICES = {"q_agg": ("mean", "min")}  # FQL's q_agg: min, else the mean
 
     def make_actor(self, obs_dim: int, action_dim: int) -> nn.Module:
-        hidden, norm = tuple(self.cfg.fql_actor_hidden_dims), self.cfg.fql_actor_layer_norm
+        hidden, norm = tuple(self.cfg.actor_hidden_dims), self.cfg.actor_layer_norm
         return nn.ModuleDict({"bc_flow": VectorField(obs_dim + action_dim + 1, action_dim, hidden, norm),
                               "onestep": VectorField(obs_dim + action_dim, action_dim, hidden, norm)})
 
     def setup(self) -> None:
         # optax.adam over all parameters is per-parameter arithmetic with one shared count: two Adams with
         # the same learning rate, stepped together, are the same optimiser.
-        self.actor_opt = Adam(list(self.actor.parameters()), lr=self.cfg.fql_lr)
-        self.critic_opt = Adam(list(self.critic.parameters()), lr=self.cfg.fql_lr)
+        self.actor_opt = Adam(list(self.actor.parameters()), lr=self.cfg.lr)
+        self.critic_opt = Adam(list(self.critic.parameters()), lr=self.cfg.lr)
         # FQL feeds raw observations. New tensors, not in place: obs_mean may share memory with the caller's array.
         self.obs_mean, self.obs_std = torch.zeros_like(self.obs_mean), torch.ones_like(self.obs_std)
 
@@ -122,17 +128,12 @@ class FQL(Agent):
             target_actions = self.flow_actions(obs, draws["distill_noises"], frozen)
         actions = self.one_step(obs, draws["distill_noises"], params["actor"])
         distill = (actions - target_actions).pow(2).mean()
-        # The critic's parameters enter detached: the Q term trains the one-step policy through its actions.
-        critic_params = {name: p.detach() for name, p in params["critic"].items()}
-        q = functional_call(self.critic, critic_params, (obs, actions.clamp(-1.0, 1.0))).mean(0)
-        q_loss = -q.mean()
-        if self.cfg.normalize_q_loss:
-            q_loss = q_loss / q.abs().mean().detach()
+        q_loss, q = self.q_term(obs, actions, params)
         loss = bc_flow + self.cfg.alpha * distill + q_loss
         return loss, {"actor/loss": loss, **bc_info, "actor/distill_loss": distill, "actor/q_loss": q_loss,
                       "actor/q": q.mean()}
 
-    def total_loss(self, params: Params, batch: Batch, draws: dict, state: dict):
+    def total_loss(self, batch: Batch, params: Params, draws: dict, state: dict):
         critic, critic_info = self.critic_loss(batch, params, draws, state["target"])
         actor, actor_info = self.actor_loss(batch, params, draws)
         total = critic + actor

@@ -94,9 +94,10 @@ class AlphaController:
 
 
 def first_step(method: str, parity: str) -> int:
-    """The training loop's first step: the official MeanFlow-QL loop also updates (with actor LR 0) at step 0;
-    FQL's loop, and MeanFlow-QL's with parity=corrected, start at 1."""
-    return 0 if parity == "official" and method == "mfql" else 1
+    """The training loop's first step for ``method`` (FQL's loop starts at 1, the official MeanFlow-QL loop at 0)."""
+    from mfql.agents import METHODS
+
+    return METHODS[method].first_step(parity)
 
 
 def evaluation_steps(cfg) -> list[int]:
@@ -105,5 +106,5 @@ def evaluation_steps(cfg) -> list[int]:
     if int(cfg.eval_episodes) == 0:
         return []
     last = int(cfg.offline_steps) + int(cfg.online_steps)
-    start = first_step(cfg.get("method", "mfql"), cfg.parity)
+    start = first_step(cfg.method, cfg.parity)
     return sorted({s for s in range(start, last + 1) if s % int(cfg.eval_interval) == 0} | {last})

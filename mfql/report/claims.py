@@ -1,8 +1,9 @@
-"""The paper's claims, paired: MeanFlow-QL against FQL on the same tasks, data and protocol.
+"""The paper's claims, paired: the paper's method (MeanFlow-QL) against each baseline on the same tasks, data
+and protocol.
 
-For each task, each environment group and each suite, per setting and phase: the difference of mean scores
-MFQL - FQL with a 95 % stratified-bootstrap CI (runs resampled with replacement within each task and method),
-the probability of improvement P(MFQL > FQL) as rliable defines it (per task the Mann-Whitney statistic
+For each baseline, task, environment group and suite, per setting and phase: the difference of mean scores
+MFQL - baseline with a 95 % stratified-bootstrap CI (runs resampled with replacement within each task and method),
+the probability of improvement P(MFQL > baseline) as rliable defines it (per task the Mann-Whitney statistic
 over all run pairs, ties counting one half, averaged over tasks) with its CI from the same resamples, and
 the paper's own claim from the reported numbers next to it. We implement these few lines instead of using
 rliable 1.2.0 (archived upstream): it ships only an sdist and `import rliable.library` fails with the arch
@@ -14,10 +15,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from mfql.agents import METHODS, baselines, proposed
 from mfql.report.stats import iqm, stratified_bootstrap_ci
 from mfql.report.verify import PHASE_COLUMNS, not_comparable_reasons, reported
 
-A, B = "mfql", "fql"  # the claim is about these variants: the methods as their papers ran them
+# each method is compared as its paper ran it: the variant named after it
+COLUMNS = ["setting", "phase", "level", "name", "method", "baseline", "tasks", "runs_method", "runs_baseline",
+           "mean_method", "mean_baseline", "difference", "ci_low", "ci_high", "poi", "poi_low", "poi_high", "verdict",
+           "paper_method", "paper_baseline", "paper_difference", "paper_claim", "agreement"]
 
 
 def probability_of_improvement(x: list[np.ndarray], y: list[np.ndarray]) -> float:
@@ -49,14 +54,14 @@ def paired_bootstrap(x: list[np.ndarray], y: list[np.ndarray], statistics: dict,
     return {name: (fn(x, y), *np.percentile(draws[name], [tail, 100 - tail])) for name, fn in statistics.items()}
 
 
-def verdict(low: float, high: float) -> str:
-    return "MFQL better" if low > 0 else "FQL better" if high < 0 else "no clear difference"
+def verdict(low: float, high: float, a: str, b: str) -> str:
+    return f"{a} better" if low > 0 else f"{b} better" if high < 0 else "no clear difference"
 
 
-def paper_claim(difference: float) -> str:
+def paper_claim(difference: float, a: str, b: str) -> str:
     if pd.isna(difference):
         return "-"
-    return "MFQL better" if difference > 0 else "FQL better" if difference < 0 else "equal"
+    return f"{a} better" if difference > 0 else f"{b} better" if difference < 0 else "equal"
 
 
 def agreement(ours: str, theirs: str, reasons: list[str]) -> str:
@@ -70,9 +75,9 @@ def agreement(ours: str, theirs: str, reasons: list[str]) -> str:
 
 
 def paper_values(paper: pd.DataFrame) -> dict:
-    """{(setting, level, name, phase): {method: mean}} of the reported MFQL and FQL numbers."""
+    """{(setting, level, name, phase): {method: mean}} of the reported numbers of every registered method."""
     values: dict = {}
-    for method in ("MFQL", "FQL"):
+    for method in (m.PAPER_NAME for m in METHODS.values() if m.PAPER_NAME):
         for row in reported(paper, method).itertuples(index=False):
             level, name = ("environment", row.env_group) if row.task.startswith("ALL") else ("task", row.task)
             values.setdefault((row.setting, level, name, row.phase), {})[method] = row.mean
@@ -80,17 +85,21 @@ def paper_values(paper: pd.DataFrame) -> dict:
 
 
 def claims(scores: pd.DataFrame, paper: pd.DataFrame, reps: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """One row per (setting, phase, level, name) where both MFQL and FQL have runs."""
-    columns = ["setting", "phase", "level", "name", "tasks", "runs_mfql", "runs_fql", "mean_mfql", "mean_fql",
-               "difference", "ci_low", "ci_high", "poi", "poi_low", "poi_high", "verdict", "paper_mfql",
-               "paper_fql", "paper_difference", "paper_claim", "agreement"]
-    if scores.empty or not {A, B} <= set(scores.variant):
-        return pd.DataFrame(columns=columns)
-    stats = {"difference": mean_difference, "poi": probability_of_improvement}
+    """One row per (baseline, setting, phase, level, name) where the paper's method and that baseline have runs."""
     values = paper_values(paper)
+    rows = [row for baseline in baselines() for row in compared(scores, values, proposed(), baseline, reps, seed)]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def compared(scores: pd.DataFrame, values: dict, a: str, b: str, reps: int, seed: int) -> list[dict]:
+    """The rows of method ``a`` against baseline ``b`` (variants named after them)."""
+    if scores.empty or not {a, b} <= set(scores.variant):
+        return []
+    stats = {"difference": mean_difference, "poi": probability_of_improvement}
+    label_a, label_b = METHODS[a].PAPER_NAME or a, METHODS[b].PAPER_NAME or b
     rows = []
     for setting, phases in PHASE_COLUMNS.items():
-        part = scores[(scores.setting == setting) & scores.variant.isin([A, B])]
+        part = scores[(scores.setting == setting) & scores.variant.isin([a, b])]
         both = part.groupby("task").variant.nunique()
         part = part[part.task.isin(both[both == 2].index)]
         if part.empty:
@@ -101,25 +110,25 @@ def claims(scores: pd.DataFrame, paper: pd.DataFrame, reps: int = 2000, seed: in
         for phase, column in phases:
             for level, name, runs in units:
                 tasks = sorted(runs.task.unique())
-                x = [runs[(runs.task == t) & (runs.variant == A)][column].to_numpy(float) for t in tasks]
-                y = [runs[(runs.task == t) & (runs.variant == B)][column].to_numpy(float) for t in tasks]
+                x = [runs[(runs.task == t) & (runs.variant == a)][column].to_numpy(float) for t in tasks]
+                y = [runs[(runs.task == t) & (runs.variant == b)][column].to_numpy(float) for t in tasks]
                 est = paired_bootstrap(x, y, stats, reps, seed)
                 reported_pair = values.get((setting, level, name, phase), {})
-                paper_diff = reported_pair.get("MFQL", np.nan) - reported_pair.get("FQL", np.nan)
-                ours = verdict(*est["difference"][1:])
+                paper_a, paper_b = reported_pair.get(label_a, np.nan), reported_pair.get(label_b, np.nan)
+                ours = verdict(*est["difference"][1:], label_a, label_b)
+                claim = paper_claim(paper_a - paper_b, label_a, label_b)
                 rows.append({
-                    "setting": setting, "phase": phase, "level": level, "name": name, "tasks": len(tasks),
-                    "runs_mfql": sum(map(len, x)), "runs_fql": sum(map(len, y)),
-                    "mean_mfql": float(np.mean([c.mean() for c in x])),
-                    "mean_fql": float(np.mean([c.mean() for c in y])),
+                    "setting": setting, "phase": phase, "level": level, "name": name, "method": a, "baseline": b,
+                    "tasks": len(tasks), "runs_method": sum(map(len, x)), "runs_baseline": sum(map(len, y)),
+                    "mean_method": float(np.mean([c.mean() for c in x])),
+                    "mean_baseline": float(np.mean([c.mean() for c in y])),
                     "difference": est["difference"][0], "ci_low": est["difference"][1],
                     "ci_high": est["difference"][2], "poi": est["poi"][0], "poi_low": est["poi"][1],
-                    "poi_high": est["poi"][2], "verdict": ours, "paper_mfql": reported_pair.get("MFQL", np.nan),
-                    "paper_fql": reported_pair.get("FQL", np.nan), "paper_difference": paper_diff,
-                    "paper_claim": paper_claim(paper_diff),
-                    "agreement": agreement(ours, paper_claim(paper_diff), not_comparable_reasons(runs)),
+                    "poi_high": est["poi"][2], "verdict": ours, "paper_method": paper_a, "paper_baseline": paper_b,
+                    "paper_difference": paper_a - paper_b, "paper_claim": claim,
+                    "agreement": agreement(ours, claim, not_comparable_reasons(runs)),
                 })
-    return pd.DataFrame(rows, columns=columns)
+    return rows
 
 
 def group_iqm(scores: pd.DataFrame, reps: int, seed: int) -> pd.DataFrame:
@@ -155,23 +164,30 @@ def to_markdown(table: pd.DataFrame) -> str:
     def num(x, digits=1):
         return "-" if pd.isna(x) else f"{x:.{digits}f}"
 
-    lines = ["# Claims: MeanFlow-QL vs FQL, paired", "",
-             "Runs of the variants `mfql` and `fql` on the same tasks, data, budgets and seeds. Difference = mean "
-             "score MFQL - FQL (an environment's or suite's: the mean over its tasks), 95 % stratified-bootstrap "
-             "CI (runs resampled within each task and method); P(MFQL > FQL): probability of improvement as "
-             "rliable defines it, same resamples. Paper: the reported MFQL and FQL numbers where both exist.", ""]
+    a = METHODS[proposed()]
+    lines = [f"# Claims: {a.LABEL} vs each baseline, paired", "",
+             f"Runs of the variant `{proposed()}` and of each baseline's variant "
+             f"({', '.join(f'`{b}`' for b in baselines())}) on the same tasks, data, budgets and seeds. Difference = "
+             "mean score method - baseline (an environment's or suite's: the mean over its tasks), 95 % "
+             "stratified-bootstrap CI (runs resampled within each task and method); P(method > baseline): "
+             "probability of improvement as rliable defines it, same resamples. Paper: the reported numbers where "
+             "both exist.", ""]
     if table.empty:
-        return "\n".join(lines + ["No task has runs of both `mfql` and `fql` in this suite."]) + "\n"
-    counts = table[table.level != "suite"].agreement.str.split(":").str[0].value_counts()
-    lines += ["Agreement with the paper (tasks and environments): "
-              + ", ".join(f"{k}: {v}" for k, v in counts.items()), "",
-              "| setting | phase | level | name | MFQL | FQL | MFQL - FQL [95 % CI] | P(MFQL > FQL) [95 % CI] | "
-              "verdict | paper MFQL - FQL | paper says | agreement |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in table.itertuples(index=False):
-        lines.append(
-            f"| {r.setting} | {r.phase} | {r.level} | {r.name} | {num(r.mean_mfql)} ({r.runs_mfql}) | "
-            f"{num(r.mean_fql)} ({r.runs_fql}) | {num(r.difference)} [{num(r.ci_low)}, {num(r.ci_high)}] | "
-            f"{num(r.poi, 2)} [{num(r.poi_low, 2)}, {num(r.poi_high, 2)}] | {r.verdict} | "
-            f"{num(r.paper_difference)} | {r.paper_claim} | {r.agreement} |")
-    return "\n".join(lines) + "\n"
+        return "\n".join(lines + [f"No task has runs of both `{proposed()}` and a baseline in this suite."]) + "\n"
+    for baseline, part in table.groupby("baseline", sort=False):
+        b = METHODS[baseline]
+        x, y = a.PAPER_NAME or proposed(), b.PAPER_NAME or baseline
+        counts = part[part.level != "suite"].agreement.str.split(":").str[0].value_counts()
+        lines += [f"## {a.LABEL} vs {b.LABEL}", "", "Agreement with the paper (tasks and environments): "
+                  + ", ".join(f"{k}: {v}" for k, v in counts.items()), "",
+                  f"| setting | phase | level | name | {x} | {y} | {x} - {y} [95 % CI] | P({x} > {y}) [95 % CI] | "
+                  f"verdict | paper {x} - {y} | paper says | agreement |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in part.itertuples(index=False):
+            lines.append(
+                f"| {r.setting} | {r.phase} | {r.level} | {r.name} | {num(r.mean_method)} ({r.runs_method}) | "
+                f"{num(r.mean_baseline)} ({r.runs_baseline}) | {num(r.difference)} [{num(r.ci_low)}, "
+                f"{num(r.ci_high)}] | {num(r.poi, 2)} [{num(r.poi_low, 2)}, {num(r.poi_high, 2)}] | {r.verdict} | "
+                f"{num(r.paper_difference)} | {r.paper_claim} | {r.agreement} |")
+        lines.append("")
+    return "\n".join(lines)

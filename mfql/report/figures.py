@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from mfql.agents import METHODS, proposed  # noqa: E402
 from mfql.files import atomic_write  # noqa: E402
 from mfql.report.stats import iqm, stratified_bootstrap_ci, t_interval  # noqa: E402
 
@@ -94,29 +95,35 @@ def aggregates(scores: pd.DataFrame, stem: Path, reps: int, seed: int) -> pd.Dat
 
 
 def claims_figure(iqms: pd.DataFrame, table: pd.DataFrame, stem: Path) -> None:
-    """Per environment group: IQM of each variant with its CI, and P(MFQL > FQL) with its CI (0.5: no
-    difference). Offline and the final O2O scores."""
+    """Per environment group: IQM of the paper's method and each baseline with its CI, and P(method > baseline)
+    with its CI per baseline (0.5: no difference). Offline and the final O2O scores."""
     envs = table[table.level == "environment"] if len(table) else table
     if envs.empty:
-        return empty(stem, "no task has runs of both mfql and fql")
+        return empty(stem, f"no task has runs of both {proposed()} and a baseline")
     envs = envs[envs.phase != "before"]
-    shown = iqms[iqms.env_group.isin(envs.name) & iqms.variant.isin(["mfql", "fql"])]
+    compared = [proposed(), *dict.fromkeys(envs.baseline)]
+    shown = iqms[iqms.env_group.isin(envs.name) & iqms.variant.isin(compared)]
     labels = sorted({(s, g) for s, g in zip(envs.setting, envs.name)})
     y = {label: i for i, label in enumerate(labels)}
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 1.5 + 0.4 * len(labels)), sharey=True)
-    for offset, (variant, part) in zip((-0.12, 0.12), shown.groupby("variant", sort=False)):
-        pos = [y[(s, g)] + offset for s, g in zip(part.setting, part.env_group)]
+    offsets = dict(zip(compared, np.linspace(-0.12, 0.12, len(compared))))
+    for variant, part in shown.groupby("variant", sort=False):
+        pos = [y[(s, g)] + offsets[variant] for s, g in zip(part.setting, part.env_group)]
         left.errorbar(part.iqm, pos, xerr=[part.iqm - part.low, part.high - part.iqm], fmt="o", capsize=3,
                       label=variant)
     left.set_yticks(range(len(labels)), [f"{g} ({s})" for s, g in labels], fontsize=7)
     left.set_xlabel("IQM score")
     left.legend(fontsize=7)
-    pos = [y[(s, g)] for s, g in zip(envs.setting, envs.name)]
-    right.errorbar(envs.poi, pos, xerr=[envs.poi - envs.poi_low, envs.poi_high - envs.poi], fmt="o", capsize=3)
+    for baseline, part in envs.groupby("baseline", sort=False):
+        pos = [y[(s, g)] + offsets[baseline] for s, g in zip(part.setting, part.name)]
+        right.errorbar(part.poi, pos, xerr=[part.poi - part.poi_low, part.poi_high - part.poi], fmt="o", capsize=3,
+                       label=f"vs {METHODS[baseline].LABEL}")
     right.axvline(0.5, color="k", ls="--", lw=1)
     right.set_xlim(0, 1)
-    right.set_xlabel("P(MFQL > FQL)")
-    fig.suptitle("MeanFlow-QL vs FQL per environment, 95 % stratified-bootstrap CIs", fontsize=10)
+    right.set_xlabel(f"P({METHODS[proposed()].LABEL} > baseline)")
+    right.legend(fontsize=7)
+    fig.suptitle(f"{METHODS[proposed()].LABEL} vs each baseline per environment, 95 % stratified-bootstrap CIs",
+                 fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.93))
     save(fig, stem)
 

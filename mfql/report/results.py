@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
+from mfql.agents import METHODS
 from mfql.agents.schedules import evaluation_steps
-from mfql.config import CONFIG_DIR, hydra_value, load_task, train_config
+from mfql.config import hydra_value, load_task, method_file, train_config
 from mfql.errors import ResultError
 from mfql.report.stats import run_score
 from mfql.run.folder import key_config
@@ -61,10 +62,9 @@ def identity_differences(cfg, planned: dict) -> list[tuple[str, object, object]]
     """(key, the run's value, the plan's value) for each key of the run's identity (its config, as its run key
     hashes it) that is not what the suite plans for it."""
     args = {**planned.get("args", {}), **({"model": planned["model"]} if "model" in planned else {})}
-    plan = {"method": "mfql", **_planned_identity(planned["task"], tuple(f"{k}={hydra_value(v)}"
-                                                                      for k, v in args.items())),
+    plan = {**_planned_identity(planned["task"], tuple(f"{k}={hydra_value(v)}" for k, v in args.items())),
             "seed": int(planned["seed"])}
-    mine = {"method": "mfql", **flatten(key_config(cfg))}  # the key leaves method=mfql out
+    mine = flatten(key_config(cfg))
     keys = sorted(set(mine) | set(plan), key=lambda k: (k.count("."), k))  # method, steps before agent.*
     return [(k, mine.get(k), plan.get(k)) for k in keys if mine.get(k) != plan.get(k)]
 
@@ -80,12 +80,9 @@ def flatten(tree: dict, prefix: str = "") -> dict:
 
 
 def paper_sizes(cfg) -> bool:
-    """Whether the run's networks are the paper's: MFQL's DiT actor, FQL's 4 x 512 actor MLPs (critics: both)."""
-    paper = OmegaConf.load(CONFIG_DIR / "model" / "paper.yaml")
-    actor_ok = (list(cfg.agent.fql_actor_hidden_dims) == list(OmegaConf.load(CONFIG_DIR / "train.yaml")
-                                                             .agent.fql_actor_hidden_dims)
-                if cfg.get("method", "mfql") == "fql" else cfg.agent.actor == paper.actor)
-    return bool(actor_ok and list(cfg.agent.critic_hidden_dims) == list(paper.critic_hidden_dims))
+    """Whether the run's networks are the paper's: every size its method's ``models.paper`` sets."""
+    paper = OmegaConf.load(method_file(cfg.method)).models.paper
+    return all(OmegaConf.select(cfg.agent, key) == value for key, value in paper.items())
 
 
 def read_run(run_dir: Path, planned: dict | None = None) -> tuple[dict, pd.DataFrame]:
@@ -99,14 +96,15 @@ def read_run(run_dir: Path, planned: dict | None = None) -> tuple[dict, pd.DataF
     evals = scored_evaluations(run_dir, cfg, meta)
     metric = "success" if cfg.suite == "ogbench" else "normalized_return"
     scale = 100.0 if metric == "success" else 1.0
-    method = cfg.get("method", "mfql")
+    method = cfg.method
+    summary = METHODS[method].summary(cfg.agent)
     info = {
         "setting": planned["setting"] if planned else run_dir.parents[2].name,
         "variant": planned["variant"] if planned else run_dir.parents[1].name, "method": method,
         "task": cfg.task, "seed": int(cfg.seed), "suite": cfg.suite,
         "env_group": cfg.env_group, "metric": metric, "offline_steps": int(cfg.offline_steps),
-        "online_steps": int(cfg.online_steps), "actor": cfg.agent.actor, "parity": cfg.parity,
-        "paper_sizes": paper_sizes(cfg), "alpha": float(cfg.agent.alpha),
+        "online_steps": int(cfg.online_steps), "actor": summary["actor"], "parity": cfg.parity,
+        "paper_sizes": paper_sizes(cfg), "alpha": summary["alpha"],
         "env_max_steps": cfg.env_max_steps, "eval_episodes": int(cfg.eval_episodes),
         "task_budget": int(load_task(cfg.task).offline_steps),
         "eval_differences": "; ".join(meta.get("minari_eval_env", {}).get("differences_from_d4rl", []))

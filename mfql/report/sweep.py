@@ -2,8 +2,9 @@
 apply the pick to the environment's tasks whose α has no published source, and write the picks as a config
 overlay that a later suite reads (``alpha_source: swept``).
 
-Which α values are published is read from the task files themselves: the comment on each ``agent.alpha``
-line is its source ("paper Table 7 ..." or "our choice: ...", checked by a test for every task file).
+The sweep tunes the paper's method's α (its task-file section, ``mfql:``). Which α values are published is read
+from the task files themselves: the comment on each ``alpha`` line of that section is its source ("paper
+Table 7 ..." or "our choice: ...", checked by a test for every task file).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from mfql.agents import proposed
 from mfql.config import TASK_DIR, load_task
 
 ALPHA_LINE = re.compile(r"^  alpha:\s*([0-9.eE+-]+)\s*#\s*(.+)$")
@@ -24,16 +26,16 @@ SWEEP_VARIANT = re.compile(r"^(?P<base>[a-z0-9_]+(?:-[a-z0-9_]+)*)-alpha(?P<alph
 
 
 def alpha_source(task: str) -> str:
-    """The source of a task's MFQL α: the comment on its task file's ``agent.alpha`` line."""
+    """The source of a task's α for the paper's method: the comment on the alpha line of its task-file section."""
     load_task(task)  # a known task id, or one line
     lines = (TASK_DIR / f"{task}.yaml").read_text().splitlines()
-    start = lines.index("agent:")
+    start = lines.index(f"{proposed()}:")
     for line in lines[start + 1:]:
         if not line.startswith("  "):
             break
         if match := ALPHA_LINE.match(line):
             return match.group(2).strip()
-    raise ValueError(f"{task}: its task file's agent.alpha line has no source comment")
+    raise ValueError(f"{task}: its task file's {proposed()}.alpha line has no source comment")
 
 
 def alpha_is_published(task: str) -> bool:
@@ -66,7 +68,7 @@ def sweep_tasks(tasks: list[str]) -> list[str]:
 
 def alpha_grid(task: str, factors: list[float]) -> list[float]:
     """The α values swept on a task: its task file's α times each factor (a grid around the known value)."""
-    alpha = float(load_task(task).agent.alpha)
+    alpha = float(load_task(task)[proposed()].alpha)
     return sorted({float(f"{alpha * f:.6g}") for f in factors})
 
 

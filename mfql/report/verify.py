@@ -17,6 +17,7 @@ import re
 import numpy as np
 import pandas as pd
 
+from mfql.agents import paper_variants
 from mfql.report.stats import welch_p_value
 from mfql.report.sweep import default_task
 
@@ -44,7 +45,6 @@ def environment_of(runs: pd.DataFrame, env_group: str) -> pd.DataFrame:
     return runs[runs.env_group == env_group]
 
 
-METHOD_VARIANTS = {"MFQL": "mfql", "FQL": "fql"}  # reported method -> the variant that reproduces it
 PHASE_COLUMNS = {"offline": (("score", "score"),), "o2o": (("before", "before"), ("after", "score"))}
 ENV_ROW = re.compile(r"^ALL \((\d+) tasks\)$")  # a reported category average over an environment's tasks
 
@@ -94,7 +94,7 @@ def not_comparable_reasons(runs: pd.DataFrame) -> list[str]:
 def verify(scores: pd.DataFrame, paper: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     out = []
     seen = set()
-    for method, variant in METHOD_VARIANTS.items():
+    for method, variant in paper_variants().items():  # reported method -> the variant that reproduces it
         mine = scores[scores.variant == variant] if len(scores) else scores
         for rep in reported(paper, method).itertuples(index=False):
             column = "before" if rep.phase == "before" else "score"

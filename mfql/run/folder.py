@@ -20,7 +20,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from mfql.config import FQL_ONLY_KEYS, PIXEL_KEYS, PLACEMENT_KEYS
+from mfql.config import PIXEL_KEYS, PLACEMENT_KEYS
 from mfql.errors import CheckpointError, ConfigError, RunError
 from mfql.files import file_sha256, write_json, write_text
 from mfql.run.checkpoint import load_final, load_state, save_state, save_torch
@@ -28,6 +28,9 @@ from mfql.run.checkpoint import load_final, load_state, save_state, save_torch
 log = logging.getLogger("mfql.run.folder")
 CSV_FILES = ("train.csv", "eval.csv")
 RUN_FILES = ("config.yaml", "meta.json", *CSV_FILES, "final.pt")
+# What a run key hashes changed once, when each method got its own options (CHANGELOG.md, 2026-12-06): meta.json
+# records this format; a folder of an earlier one is refused with that reason.
+RUN_KEY_FORMAT = 2
 
 
 def run_key(cfg: DictConfig, data_sha256: str) -> str:
@@ -40,16 +43,12 @@ def key_config(cfg: DictConfig) -> dict:
     plain = OmegaConf.to_container(cfg, resolve=True)
     for key in PLACEMENT_KEYS:
         plain.pop(key, None)
-    if plain["agent"].get("encoder") is None:  # a state run: the key it had before pixel runs existed
+    if plain["agent"].get("encoder", None) is None:  # a state run: the key it had before pixel runs existed
         plain["agent"].pop("encoder", None)
         for key in PIXEL_KEYS:
             plain.pop(key, None)
     if plain.get("eval_protocol") is None:  # an OGBench run: the key it had before D4RL's protocol was an option
         plain.pop("eval_protocol", None)
-    if plain.get("method", "mfql") == "mfql":
-        plain.pop("method", None)
-        for key in FQL_ONLY_KEYS:
-            plain["agent"].pop(key, None)
     return plain
 
 
@@ -131,12 +130,24 @@ class RunFolder:
             return None, ", ".join(leftovers), "no recorded run"
         return None
 
+    def key_format(self) -> int | None:
+        """The run key format meta.json records (1: before it recorded one), or None without a readable meta.json."""
+        try:
+            return int(json.loads((self.path / "meta.json").read_text()).get("run_key_format", 1))
+        except (OSError, ValueError, AttributeError, TypeError):
+            return None
+
     def claim(self, key: str, overwrite: bool) -> str:
         """Decide what this run does here: 'finished' (nothing to do), 'resume' or 'fresh'."""
         found = self.recorded()
         if found is not None and found[0] != key:
             if not overwrite:
                 self.release(remove=self._created_lock)  # leave a refused folder as it was
+                if self.key_format() not in (None, RUN_KEY_FORMAT):
+                    raise ConfigError(
+                        f"out_dir={str(self.path)!r} holds {found[2]} keyed by an earlier mfql (run key format "
+                        f"{self.key_format()}, now {RUN_KEY_FORMAT}: each method has its own options since "
+                        f"2026-12-06, CHANGELOG.md); pass overwrite=true to retrain it, or choose another out_dir")
                 what = "another run" if found[0] else "files of"
                 raise ConfigError(
                     f"out_dir={str(self.path)!r} holds {what} {found[2]} (run key {found[0] or 'none'} in "

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from mfql.agents import make_agent
+from mfql.agents import METHODS, make_agent
 from mfql.agents.schedules import first_step
 from mfql.data.buffer import PixelBuffer, ReplayBuffer, offline_storage, pixel_storage
 from mfql.data.datasets import dataset_files, load_minari, load_ogbench, load_ogbench_pixels, observation_stats
@@ -30,7 +30,7 @@ from mfql.run.devices import device_name
 from mfql.run.envpool import EnvPool, EnvSpec
 from mfql.run.envs import metric_name
 from mfql.run.episodes import episode_seed, run_episodes
-from mfql.run.folder import RunFolder
+from mfql.run.folder import RUN_KEY_FORMAT, RunFolder
 from mfql.run.online import OnlineEpisode
 
 log = logging.getLogger("mfql.train")
@@ -136,7 +136,8 @@ class Run:
         files = dataset_files(cfg.task, cfg.suite, cfg.data_dir)
         return {
             "method": cfg.method, "task": cfg.task, "suite": cfg.suite, "seed": cfg.seed, "parity": cfg.parity,
-            "run_key": self.run_key, "git_commit": git_commit(), "versions": versions(),
+            "run_key": self.run_key, "run_key_format": RUN_KEY_FORMAT, "git_commit": git_commit(),
+            "versions": versions(),
             "device": str(self.device), "device_name": device_name(self.device),
             "threads": torch.get_num_threads(), "compiled": self.compiled,
             "dataset": {"source": "ogbench" if cfg.suite == "ogbench" else "minari",
@@ -210,15 +211,10 @@ class Run:
         self.tracker = Tracker(cfg.tracker, self.out, OmegaConf.to_container(cfg, resolve=True))
         log.info("method=%s task=%s suite=%s seed=%d parity=%s device=%s threads=%d steps=%d+%d actor=%s run_key=%s",
                  cfg.method, cfg.task, cfg.suite, cfg.seed, cfg.parity, self.device, torch.get_num_threads(),
-                 cfg.offline_steps, cfg.online_steps, cfg.agent.actor if cfg.method == "mfql" else "fql", self.run_key)
+                 cfg.offline_steps, cfg.online_steps, METHODS[cfg.method].summary(cfg.agent)["actor"], self.run_key)
         self.tick, self.tick_step = time.perf_counter(), start
-        controller = getattr(self.agent, "alpha_ctl", None)
-        if controller is not None and controller.unfilled_after_warmup():
-            log.warning("with parity=official and offline_steps=%d the alpha controller's warm-up (%d steps) ends "
-                        "before its history is full (%d steps), and alpha then grows x%g at each event until it is "
-                        "about half full (the official code's averaging, docs/method.md); agent.dynamic_alpha=false "
-                        "keeps alpha at the task's value", cfg.offline_steps, controller.warmup,
-                        controller.interval * len(controller.history), controller.increase)
+        for message in self.agent.start_warnings(cfg.offline_steps):
+            log.warning(message)
 
     def after_update(self, step: int, info: dict) -> dict | None:
         """Everything after this step's update: divergence watch, train.csv row, evaluation, resume state.

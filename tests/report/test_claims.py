@@ -73,7 +73,7 @@ def test_claims_on_made_up_runs_with_a_known_answer():
     # environment rows (one task each here) and the suite row: the mean over tasks, P averaged over tasks
     suite = rows.loc[("after", "suite", "ogbench")]
     assert suite.difference == 10 and suite.poi == pytest.approx(0.75) and suite.tasks == 2
-    assert suite.runs_mfql == 16 and suite.runs_fql == 16
+    assert suite.runs_method == 16 and suite.runs_baseline == 16 and (table.baseline == "fql").all()
     # before the online phase too (the "before" column), and only mfql vs fql: the ablation is not paired
     assert rows.loc[("before", "task", TASKS[0])].difference == 10
     assert len(table) == 2 * (2 + 2 + 1)

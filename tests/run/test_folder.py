@@ -9,7 +9,7 @@ import torch
 
 from mfql.errors import CheckpointError, ConfigError, RunError
 from mfql.run.checkpoint import load_state
-from mfql.run.folder import RunFolder
+from mfql.run.folder import RUN_KEY_FORMAT, RunFolder
 
 
 def final_of(key: str, csvs: dict[str, str]) -> dict:
@@ -17,14 +17,15 @@ def final_of(key: str, csvs: dict[str, str]) -> dict:
             "csv": csvs, "actor": {"w": torch.zeros(2)}}
 
 
-def finished(path, key="k1") -> RunFolder:
+def finished(path, key="k1", key_format=RUN_KEY_FORMAT) -> RunFolder:
     folder = RunFolder(path)
     folder.lock()
     assert folder.claim(key, overwrite=False) == "fresh"
-    folder.write_start("task: t\nseed: 0\n", {"run_key": key, "task": "t", "seed": 0})
+    meta = {"run_key": key, "task": "t", "seed": 0, **({"run_key_format": key_format} if key_format > 1 else {})}
+    folder.write_start("task: t\nseed: 0\n", meta)
     (folder.path / "train.csv").write_text("step,loss\n0,1.0\n")
     (folder.path / "eval.csv").write_text("step,success\n0,0.0\n")
-    folder.write_final(final_of(key, folder.csvs()), {"run_key": key, "task": "t", "seed": 0})
+    folder.write_final(final_of(key, folder.csvs()), meta)
     folder.release()
     return folder
 
@@ -37,6 +38,18 @@ def test_a_new_folder_is_fresh_and_a_refused_one_is_left_as_it_was(tmp_path):
     with pytest.raises(ConfigError, match="holds another run task=t seed=0 .*this run's is k2"):
         other.claim("k2", overwrite=False)
     assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir() if p.is_file()} == before
+
+
+def test_a_folder_keyed_by_an_earlier_mfql_is_refused_with_that_reason_and_replaced_only_on_request(tmp_path):
+    finished(tmp_path / "run", "old", key_format=1)  # meta.json without run_key_format: before per-method options
+    folder = RunFolder(tmp_path / "run")
+    folder.lock()
+    with pytest.raises(ConfigError, match=r"keyed by an earlier mfql \(run key format 1, now 2: each method has its "
+                                          r"own options since 2026-12-06, CHANGELOG.md\); pass overwrite=true"):
+        folder.claim("new", overwrite=False)
+    folder.lock()  # a refusal released the folder
+    assert folder.claim("new", overwrite=True) == "fresh"
+    assert not (tmp_path / "run" / "final.pt").exists()
 
 
 def test_a_finished_run_is_never_retrained_and_its_deleted_files_come_back(tmp_path):

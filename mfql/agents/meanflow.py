@@ -9,7 +9,10 @@ a value back to the host and, with ``compile=True``, runs as one compiled graph.
 
 from __future__ import annotations
 
+import math
+
 import torch
+from omegaconf import ListConfig
 from torch.func import functional_call
 from torch.nn import functional as F
 
@@ -17,10 +20,61 @@ from mfql.agents.base import Agent, Batch, Params
 from mfql.agents.networks import make_actor
 from mfql.agents.optim import Adam, adam_step, clip_by_global_norm
 from mfql.agents.schedules import AlphaController, actor_lr
+from mfql.errors import ConfigError
+from mfql.ranges import FRACTION, INT_1, NONNEGATIVE, OPEN_FRACTION, POSITIVE, Range
 
 
 class MeanFlowQL(Agent):
+    LABEL = "MeanFlow-QL"
+    PAPER_NAME = "MFQL"
+    ROLE = "proposed"
     PROGRESS = ("critic/loss", "flow/mfi_loss", "actor/q")
+    RANGES = {
+        **Agent.RANGES,
+        "actor_hidden_dim": INT_1, "actor_depth": INT_1, "actor_num_heads": INT_1, "actor_mlp_ratio": POSITIVE,
+        "actor_residual_scale": FRACTION, "mlp_actor_hidden_dims": Range("widths"), "time_steps": INT_1,
+        "target_clip": POSITIVE, "adaptive_gamma": FRACTION, "adaptive_c": POSITIVE, "alpha": POSITIVE,
+        "alpha_update_interval": INT_1, "alpha_loss_threshold": Range("number", 1),
+        "alpha_increase": Range("number", 1), "alpha_decrease": OPEN_FRACTION, "alpha_window": INT_1,
+        "alpha_warmup_frac": FRACTION, "alpha_warmup_frac_corrected": FRACTION, "num_candidates": INT_1,
+        "bound_loss_weight": NONNEGATIVE, "lr": OPEN_FRACTION, "lr_min_ratio": FRACTION,
+        "lr_warmup_frac": FRACTION, "critic_lr": Range("number", 0, 1, low_open=True, nullable=True),
+        "grad_clip": POSITIVE,
+    }
+    CHOICES = {"actor": ("dit", "mlp"), "q_agg": ("mean", "min", "max")}
+
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        super().check_config(cfg)
+        bounds = cfg.alpha_bounds
+        ok = (isinstance(bounds, ListConfig) and len(bounds) == 2
+              and all(isinstance(b, (int, float)) and not isinstance(b, bool) and math.isfinite(b) for b in bounds)
+              and 0 < bounds[0] <= 1 <= bounds[1])
+        if not ok:
+            shown = list(bounds) if isinstance(bounds, ListConfig) else bounds
+            raise ConfigError(f"agent.alpha_bounds={shown!r} is not valid (valid: [lo, hi] with 0 < lo <= 1 <= hi, "
+                              "multiples of agent.alpha)")
+        if cfg.actor_hidden_dim % cfg.actor_num_heads:
+            raise ConfigError(f"agent.actor_num_heads={cfg.actor_num_heads!r} is not valid (valid: a divisor of "
+                              f"agent.actor_hidden_dim={cfg.actor_hidden_dim})")
+
+    @classmethod
+    def first_step(cls, parity: str) -> int:
+        """The official loop also updates (with actor LR 0) at step 0; with parity=corrected it starts at 1."""
+        return 0 if parity == "official" else 1
+
+    @classmethod
+    def summary(cls, cfg) -> dict:
+        return {"actor": cfg.actor, "alpha": float(cfg.alpha)}
+
+    def start_warnings(self, offline_steps: int) -> list[str]:
+        ctl = self.alpha_ctl
+        if not ctl.unfilled_after_warmup():
+            return []
+        return [f"with parity=official and offline_steps={offline_steps} the alpha controller's warm-up "
+                f"({ctl.warmup} steps) ends before its history is full ({ctl.interval * len(ctl.history)} steps), "
+                f"and alpha then grows x{ctl.increase:g} at each event until it is about half full (the official "
+                "code's averaging, docs/method.md); agent.dynamic_alpha=false keeps alpha at the task's value"]
 
     @property
     def candidates(self) -> int:
@@ -144,16 +198,11 @@ class MeanFlowQL(Agent):
         obs_n = self.normalize(batch["observations"])
         actions = self.one_step(obs_n, draws["actor_noises"], params["actor"])
         bound = F.relu(actions - 1.0).mean() + F.relu(-1.0 - actions).mean()
-        # The critic's parameters enter detached: the Q term trains the actor through the actions only.
-        critic_params = {name: p.detach() for name, p in params["critic"].items()}
-        q = functional_call(self.critic, critic_params, (obs_n, actions.clamp(-1.0, 1.0))).mean(0)
-        q_loss = -q.mean()
-        if self.cfg.normalize_q_loss:
-            q_loss = q_loss / q.abs().mean().detach()
+        q_loss, q = self.q_term(obs_n, actions, params)
         loss = q_loss + self.cfg.bound_loss_weight * bound
         return loss, {"actor/loss": loss, "actor/q": q.mean(), "actor/bound_loss": bound}
 
-    def total_loss(self, params: Params, batch: Batch, draws: dict, state: dict):
+    def total_loss(self, batch: Batch, params: Params, draws: dict, state: dict):
         """critic_loss + actor_loss + alpha * flow_loss, with alpha from the controller at this step's MFI loss;
         the controller's next state is the carry."""
         flow, info = self.flow_loss(batch, params, draws)
