@@ -21,6 +21,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import torch
@@ -28,7 +29,7 @@ import yaml
 from omegaconf import ListConfig
 from torch.utils.flop_counter import FlopCounterMode
 
-from mfql.agents import make_agent
+from mfql.agents import baselines, make_agent, proposed
 from mfql.agents.base import Agent
 from mfql.agents.networks import count_params
 from mfql.config import CONFIG_DIR, check_device, check_out_file, compose, known_tasks, load_task, require_int, run_cli
@@ -97,9 +98,10 @@ def floor_overrides(agent_cfg) -> list[str]:
     return ["agent.batch_size=2", *widths]
 
 
-def make_bench_agent(model: str, device: torch.device, compile: bool, method: str = "mfql",
+def make_bench_agent(model: str, device: torch.device, compile: bool, method: str | None = None,
                      pixels: bool = False, floor: bool = False) -> Agent:
-    """``floor``: the model at its dispatch floor (``floor_overrides``)."""
+    """``method``: default the paper's; ``floor``: the model at its dispatch floor (``floor_overrides``)."""
+    method = method or proposed()
     encoder = ["agent.encoder=impala_small"] if pixels else []  # as the pixel tasks' files set it
     overrides = [f"task={EVAL_TASK}", "out_dir=.", f"model={model}", f"method={method}", *encoder]
     cfg = compose("train", overrides).agent
@@ -128,7 +130,7 @@ def dispatch_share(full: Callable, floor: Callable, updates: int, device: torch.
 
 
 def bench_model(model: str, device: torch.device, updates: int, act_repeats: int, compile: bool,
-                method: str = "mfql", pixels: bool = False) -> dict:
+                method: str | None = None, pixels: bool = False) -> dict:
     agent = make_bench_agent(model, device, compile=False, method=method, pixels=pixels)
     batch = synthetic_batch(agent.cfg.batch_size, device, pixels)
     out = {"eager": bench_update(agent, batch, updates, device)}
@@ -155,7 +157,8 @@ def bench_model(model: str, device: torch.device, updates: int, act_repeats: int
     with FlopCounterMode(display=False) as counter:
         agent.update(batch, 1)
     out.update(gflop_per_update=counter.get_total_flops() / 1e9, actor_params=count_params(agent.actor),
-               critic_params=count_params(agent.critic), batch_size=agent.cfg.batch_size,
+               critic_params=count_params(agent.critic) if "critic" in agent.NETWORKS else 0,
+               batch_size=agent.cfg.batch_size,
                num_candidates=agent.candidates)
     for batch_size in (1, 50):
         obs = synthetic_obs(batch_size, pixels, torch.Generator().manual_seed(1)).to(device)
@@ -221,7 +224,7 @@ def bench_evaluation(model: str, device: torch.device, episodes: int, env_steps:
     env = make_env(EVAL_TASK, "ogbench", None, env_steps)
     cfg = compose("train", [f"task={EVAL_TASK}", "out_dir=.", f"model={model}"]).agent
     obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
-    agent = make_agent("mfql", cfg, obs_dim, action_dim, np.zeros(obs_dim), np.ones(obs_dim), 1000, device)
+    agent = make_agent(proposed(), cfg, obs_dim, action_dim, np.zeros(obs_dim), np.ones(obs_dim), 1000, device)
     out = {"model": model, "episodes": episodes, "env_steps_per_episode": env_steps}
     for name, count in (("sequential", 1), ("lockstep", episodes)):
         envs = [make_env(EVAL_TASK, "ogbench", None, env_steps) for _ in range(count)]
@@ -339,15 +342,14 @@ def main(argv: list[str]) -> None:
     sections = {
         "paper": lambda: isolated(cpu, bench_model, "paper", device, cfg.updates, cfg.act_repeats, compile),
         "small": lambda: isolated(cpu, bench_model, "small", device, cfg.updates * 4, cfg.act_repeats, compile),
-        # FQL (method=fql) with FQL's own networks (4 x 512 MLPs), beside MeanFlow-QL's paper model
-        "fql": lambda: isolated(cpu, bench_model, "paper", device, cfg.updates * 2, cfg.act_repeats, compile,
-                                method="fql"),
+        # each baseline with its own paper networks (FQL: 4 x 512 MLPs), beside MeanFlow-QL's paper model
+        **{name: partial(isolated, cpu, bench_model, "paper", device, cfg.updates * 2, cfg.act_repeats, compile,
+                         method=name) for name in baselines()},
         # the pixel tasks' networks: each behind its own impala_small encoder, 64x64x9 uint8 inputs (eager only:
-        # two more compiles would not fit tools/gpu-check.sh's time for the benchmark)
-        "pixels_mfql": lambda: bench_model("paper", device, max(2, cfg.updates // 4), max(1, cfg.act_repeats // 5),
-                                           False, pixels=True),
-        "pixels_fql": lambda: bench_model("paper", device, max(2, cfg.updates // 4), max(1, cfg.act_repeats // 5),
-                                          False, method="fql", pixels=True),
+        # more compiles would not fit tools/gpu-check.sh's time for the benchmark)
+        **{f"pixels_{name}": partial(bench_model, "paper", device, max(2, cfg.updates // 4),
+                                     max(1, cfg.act_repeats // 5), False, method=name, pixels=True)
+           for name in (proposed(), *baselines())},
         "evaluation": lambda: bench_evaluation("paper", device, cfg.eval_episodes, cfg.eval_env_steps,
                                                list(cfg.eval_env_workers)),
         "packed": lambda: {model: bench_packed(model, device, max(2, cfg.updates // 2) if model == "paper"

@@ -329,7 +329,7 @@ def method_help() -> str:
     parts = ["\nValid values of the numeric options (checked before any work):\n\n" + describe_ranges(TRAIN_RANGES)]
     for name, method in METHODS.items():
         path = method_file(name)
-        parts.append(f"\nmethod={name} ({method.LABEL}): agent.* options, {path.relative_to(path.parents[2])}\n\n"
+        parts.append(f"\nmethod={name} ({method.LABEL}): agent.* options, {os.path.relpath(path)}\n\n"
                      + path.read_text() + "\nValid values:\n\n" + describe_ranges(method.RANGES, "agent."))
     return "\n".join(parts) + "\n"
 

@@ -42,7 +42,7 @@ def recorded_sha256(path: Path) -> str | None:
         raise ConfigError(f"{meta} is not valid JSON; retrain the run or remove the file") from None
 
 
-FINAL_KEYS = ("config", "obs_dim", "action_dim", "obs_norm", "actor", "critic")  # what acting needs of a final.pt
+FINAL_KEYS = ("config", "obs_dim", "action_dim", "obs_norm", "actor")  # and every network of its method
 
 
 def agent_from_checkpoint(path: str | Path, device: str = "cpu"):
@@ -50,12 +50,15 @@ def agent_from_checkpoint(path: str | Path, device: str = "cpu"):
     from mfql.errors import CheckpointError
     from mfql.run.checkpoint import load_final
 
+    def require(keys) -> None:
+        missing = [k for k in keys if k not in state] if isinstance(state, dict) else list(keys)
+        if missing:
+            raise CheckpointError(f"{path} is a torch file but not a final.pt of mfql.train (it lacks "
+                                  f"{', '.join(missing)}); pass the final.pt of a run")
+
     path = Path(path)
     state = load_final(path, recorded_sha256(path))
-    missing = [k for k in FINAL_KEYS if k not in state] if isinstance(state, dict) else list(FINAL_KEYS)
-    if missing:
-        raise CheckpointError(f"{path} is a torch file but not a final.pt of mfql.train (it lacks "
-                              f"{', '.join(missing)}); pass the final.pt of a run")
+    require(FINAL_KEYS)
     cfg = OmegaConf.create(state["config"])
     try:
         agent = make_agent(cfg.method, cfg.agent, state["obs_dim"], state["action_dim"],
@@ -64,6 +67,7 @@ def agent_from_checkpoint(path: str | Path, device: str = "cpu"):
         raise CheckpointError(f"{path}: its config does not describe a method of this mfql ({exc.__class__.__name__}: "
                               f"{str(exc).splitlines()[0]}); evaluate it with the mfql that wrote it "
                               f"(git commit {state.get('meta', {}).get('git_commit', 'unknown')})") from None
+    require(agent.modules())
     agent.load_state_dict(state)
     return agent, cfg, state.get("meta", {})
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: agent configs and a small OGBench dataset regenerated with the real oracles."""
+"""Shared fixtures: agent configs, a small OGBench dataset regenerated with the real oracles, and the helpers
+every test that trains uses (quick options, training runs, kill-and-resume)."""
 
 from __future__ import annotations
 
@@ -16,11 +17,16 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from mfql.agents import make_agent as make_method_agent
-from mfql.config import compose
+# The methods that exist only for the tests (tests/methods/) are registered here and in every subprocess.
+os.environ["MFQL_METHODS"] = "tests.methods"
+
+from mfql.agents import make_agent as make_method_agent  # noqa: E402
+from mfql.config import compose  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 TASK = "cube-single-play-singletask-task1-v0"
+# A training run small enough for a test: the small model, 10-step episodes, one evaluation episode, CPU.
+QUICK = ["model=small", "env_max_steps=10", "eval_episodes=1", "log_interval=10", "device=cpu"]
 
 
 def agent_cfg(*overrides: str, model: str = "small", method: str = "mfql"):
@@ -48,12 +54,31 @@ def random_batch(n=32, obs_dim=6, action_dim=3, seed=0):
     }
 
 
-def run_module(module: str, *args: str, cwd=None, check=True, timeout=600):
+def run_module(module: str, *args: str, cwd=None, check=True, timeout=600, env=None):
     proc = subprocess.run([sys.executable, "-m", module, *args], cwd=cwd or ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"{module} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc
+
+
+def train_args(out, data_dir, *extra, task=TASK, quick=QUICK) -> list[str]:
+    """``python -m mfql.train`` options of a quick run of ``task`` into ``out`` (``extra`` wins)."""
+    return [f"task={task}", f"out_dir={out}", f"data_dir={data_dir}", *quick, *extra]
+
+
+def train(out, data_dir, *extra, check=True, env=None, **kw):
+    """A quick training run in a subprocess (``train_args``; ``env``: its environment); returns the process."""
+    return run_module("mfql.train", *train_args(out, data_dir, *extra, **kw), check=check, env=env)
+
+
+def kill_and_resume(args: list[str], out: Path, random_kills: int, seed: int, delays=(2.0, 8.0),
+                    resume_dir: Path | None = None):
+    """Run ``python -m mfql.train *args`` (its out_dir ``out``), SIGKILL it while a resume state is written and
+    at seeded random moments (``kill_repeatedly``), then run it to the end."""
+    cmd = [sys.executable, "-m", "mfql.train", *args]
+    kill_repeatedly(cmd, resume_dir or out / "_resume", random_kills=random_kills, seed=seed, delays=delays)
+    return run_module("mfql.train", *args)
 
 
 @pytest.fixture(scope="session")
@@ -138,8 +163,15 @@ def read_final(path):
     return torch.load(path, weights_only=True)
 
 
+def networks(final: dict) -> list[str]:
+    """The keys of a final.pt that hold a network's (or the normalisation's) tensors."""
+    return [k for k, v in final.items() if isinstance(v, dict) and v and all(isinstance(t, torch.Tensor)
+                                                                                for t in v.values())]
+
+
 def assert_same_weights(a, b, exact):
-    for key in ("actor", "critic", "target_critic"):
+    assert networks(a) == networks(b) and "actor" in networks(a)
+    for key in networks(a):
         assert a[key].keys() == b[key].keys()
         for name in a[key]:
             if exact:

@@ -9,10 +9,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from tests.conftest import TASK, run_module
+from tests.conftest import QUICK, TASK, run_module, train_args
 
-QUICK = ["model=small", "env_max_steps=5", "eval_episodes=1", "log_interval=5", "device=cpu", "offline_steps=5",
-         "eval_interval=5"]
+TINY = [*QUICK, "env_max_steps=5", "log_interval=5", "offline_steps=5", "eval_interval=5"]
 
 
 def snapshot(folder):
@@ -29,7 +28,7 @@ def finished(tmp_path_factory, ogbench_dir):
     data = root / "data"
     shutil.copytree(ogbench_dir.parent, data)
     run = root / "run"
-    run_module("mfql.train", f"task={TASK}", "seed=0", f"out_dir={run}", f"data_dir={data}", *QUICK)
+    run_module("mfql.train", *train_args(run, data, "seed=0", quick=TINY))
     return run, data
 
 
@@ -186,7 +185,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(module, args, needle, 
     filled = [fill(a) for a in args]
     if module == "mfql.train":
         base = {"task": TASK, "seed": "0", "out_dir": str(run), "data_dir": str(data)}
-        base.update({k: v for k, v in (q.split("=", 1) for q in QUICK)})
+        base.update({k: v for k, v in (q.split("=", 1) for q in TINY)})
         base.update({a.split("=", 1)[0]: a.split("=", 1)[1] for a in filled})
         filled = [f"{k}={v}" for k, v in base.items()]
     proc = run_module(module, *filled, check=False, timeout=120)
@@ -205,16 +204,11 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(module, args, needle, 
 ])
 def test_a_malformed_environment_variable_is_named_in_one_line(finished, name, value, needle):
     import os
-    import subprocess
-    import sys
-
-    from tests.conftest import ROOT
 
     run, data = finished
     before = snapshot(run)
-    proc = subprocess.run([sys.executable, "-m", "mfql.train", f"task={TASK}", f"out_dir={run}", f"data_dir={data}",
-                           *QUICK], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, name: value})
+    proc = run_module("mfql.train", *train_args(run, data, quick=TINY), check=False, timeout=120,
+                      env={**os.environ, name: value})
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"error: {needle}"), proc.stderr
     assert snapshot(run) == before

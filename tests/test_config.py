@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from mfql.config import train_config
+from mfql.config import group_choices, train_config
 from mfql.errors import ConfigError
 from mfql.run.folder import key_config, run_key
 from tests.conftest import TASK
@@ -29,7 +29,7 @@ def test_offline_to_online_takes_the_tasks_o2o_values():
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["method=ppo"], "method='ppo' is not valid (valid: fql, mfql)"),
+    (["method=ppo"], f"method='ppo' is not valid (valid: {', '.join(group_choices('method'))})"),
     (["seed=1", "seeds=[0,1]"], "seed=1 is not valid together with seeds=[0, 1]"),
     (["seeds=[0,0]"], "seeds=[0, 0] is not valid"),
     (["frame_stack=3"], "frame_stack=3 is not valid for the state task"),

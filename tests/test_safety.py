@@ -24,19 +24,14 @@ from mfql.config import train_config
 from mfql.run.checkpoint import STATE_MAGIC, load_state, save_state
 from mfql.run.devices import cpu_allotment
 from mfql.run.folder import run_key
-from tests.conftest import ROOT, TASK, run_module
+from tests.conftest import ROOT, TASK, run_module, train_args
+from tests.conftest import train as quick_train
 
-QUICK = ["model=small", "env_max_steps=5", "eval_episodes=1", "log_interval=5", "device=cpu", "eval_interval=5"]
+TINY = ["seed=0", "env_max_steps=5", "log_interval=5", "eval_interval=5"]  # over conftest's QUICK
 
 
 def train(out, data, *extra, check=True, env=None):
-    args = [f"task={TASK}", "seed=0", f"out_dir={out}", f"data_dir={data}", *QUICK, "offline_steps=5", *extra]
-    if env is None:
-        return run_module("mfql.train", *args, check=check)
-    proc = subprocess.run([sys.executable, "-m", "mfql.train", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600, env=env)
-    assert not check or proc.returncode == 0, proc.stderr[-3000:]
-    return proc
+    return quick_train(out, data, *TINY, "offline_steps=5", *extra, check=check, env=env)
 
 
 def error_lines(proc):
@@ -139,8 +134,8 @@ def test_deleted_logs_come_back_from_final_pt_without_training(tmp_path, ogbench
 @pytest.mark.slow
 def test_a_second_process_is_locked_out(tmp_path, ogbench_dir):
     out = tmp_path / "run"
-    args = [sys.executable, "-m", "mfql.train", f"task={TASK}", "seed=0", f"out_dir={out}",
-            f"data_dir={ogbench_dir.parent}", *QUICK, "offline_steps=100000", "eval_interval=100000"]
+    args = [sys.executable, "-m", "mfql.train",
+            *train_args(out, ogbench_dir.parent, *TINY, "offline_steps=100000", "eval_interval=100000")]
     first = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 120
@@ -172,8 +167,7 @@ def test_divergence_stops_the_run_and_keeps_the_last_good_state(tmp_path, ogbenc
     from mfql.run.trainer import Run
 
     out = tmp_path / "run"
-    cfg = train_config([f"task={TASK}", "seed=0", f"out_dir={out}", f"data_dir={ogbench_dir.parent}", *QUICK,
-                        "offline_steps=50", "checkpoint_interval=1"])
+    cfg = train_config(train_args(out, ogbench_dir.parent, *TINY, "offline_steps=50", "checkpoint_interval=1"))
     run = Run(cfg, "key", "data", torch.device("cpu"))
     update = run.agent.update
 
@@ -202,8 +196,7 @@ def test_files_respect_the_umask_and_progress_shows_off_a_terminal(tmp_path, ogb
     out = tmp_path / "run"
     env = {**os.environ, "MFQL_PROGRESS_SECONDS": "0", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "mfql.train", f"task={TASK}", "seed=0", f"out_dir={out}",
-         f"data_dir={ogbench_dir.parent}", *QUICK, "offline_steps=5"],
+        [sys.executable, "-m", "mfql.train", *train_args(out, ogbench_dir.parent, *TINY, "offline_steps=5")],
         cwd=ROOT, capture_output=True, text=True, timeout=600, env=env, preexec_fn=lambda: os.umask(0o002))
     assert proc.returncode == 0, proc.stderr[-2000:]
     for name in ("final.pt", "meta.json", "config.yaml"):
@@ -417,8 +410,7 @@ run_cli(main, "train", sys.argv[1:])
 def test_disk_full_while_writing_the_resume_state_is_one_line_exit_3_and_keeps_the_last_state(tmp_path,
                                                                                              ogbench_dir):
     out = tmp_path / "run"
-    args = [f"task={TASK}", "seed=0", f"out_dir={out}", f"data_dir={ogbench_dir.parent}", *QUICK,
-            "offline_steps=30", "checkpoint_interval=5"]
+    args = train_args(out, ogbench_dir.parent, *TINY, "offline_steps=30", "checkpoint_interval=5")
     proc = subprocess.run([sys.executable, "-c", DISK_FULL_ON_THIRD_STATE, *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=600)
     lines = error_lines(proc)

@@ -15,15 +15,11 @@ import torch
 from mfql.data.pixels import FrameStore
 from mfql.run.checkpoint import load_state
 from mfql.run.envs import FrameStack
-from tests.conftest import ROOT, run_module
+from tests.conftest import ROOT, run_module, train_args
 
 VISUAL = "visual-cube-single-play-singletask-task1-v0"
-QUICK = ["model=small", "env_max_steps=3", "eval_episodes=1", "log_interval=10", "device=cpu",
-         "agent.batch_size=16"]
-
-
 def args(out, data_dir, *extra):
-    return [f"task={VISUAL}", "seed=0", f"out_dir={out}", f"data_dir={data_dir}", *QUICK, *extra]
+    return train_args(out, data_dir, "seed=0", "env_max_steps=3", "agent.batch_size=16", *extra, task=VISUAL)
 
 
 @pytest.mark.slow

@@ -2,8 +2,9 @@
 tensors, the update as one pure function of device tensors (eager, compiled, or vmapped over packed seeds),
 checkpoints, and what the rest of mfql asks a method (its label, ranges, first step, summary).
 
-A method implements ``make_actor``, ``setup`` (its optimisers and own state), its losses and ``total_loss``,
-``draws`` (every random draw of one update), ``update_on_device`` and ``act``. Every loss takes
+A method implements ``make_actor``, ``setup`` (an optimiser ``<name>_opt`` per network of ``NETWORKS``, and its
+own state), its losses and ``total_loss``, ``draws`` (every random draw of one update), ``update_on_device`` and
+``act(obs, noises, generator, explore)`` (``explore``: an online collection step, else an evaluation). Every loss takes
 ``(batch, params, draws, ...)``, ``params`` being the parameters it differentiates (FQL's ``grad_params``);
 ``total_loss(batch, params, draws, state)`` returns ``(total, (metrics, carry))``, where ``carry`` is state the
 loss computed and the update writes back (MeanFlow-QL's alpha controller; nothing for FQL).
@@ -23,6 +24,9 @@ from mfql.ranges import INT_1, OPEN_FRACTION, POSITIVE, Range, check_choices, ch
 
 Batch = dict[str, torch.Tensor]
 Params = dict[str, dict[str, torch.Tensor]]
+# the agent.* options of the 2-head critic (``Critic``) and its target, for the methods that have them
+CRITIC_RANGES: dict[str, Range] = {"critic_hidden_dims": Range("widths"), "num_q_heads": INT_1,
+                                   "discount": OPEN_FRACTION, "tau": OPEN_FRACTION}
 
 
 def compile_update(update, device: torch.device, written: list[torch.Tensor]):
@@ -61,13 +65,14 @@ class Encoded(torch.nn.Module):
 class Agent:
     LABEL = ""                # the method's name for people, in logs, tables and figures
     PAPER_NAME: str | None = None  # its name in the paper's tables (config/expected/paper_results.csv), if any
-    ROLE = "baseline"         # "proposed": the paper's method, which the claims compare with each baseline
+    # "proposed": the paper's method, which the claims compare with each "baseline"; any other: neither
+    ROLE = "baseline"
     PROGRESS: tuple[str, ...] = ("critic/loss",)  # metrics shown beside the progress bar
-    # valid values of the agent.* options every method with this critic reads (a method adds its own)
-    RANGES: dict[str, Range] = {"critic_hidden_dims": Range("widths"), "num_q_heads": INT_1,
-                                "discount": OPEN_FRACTION, "tau": OPEN_FRACTION, "batch_size": INT_1,
-                                "sigma": POSITIVE}
+    # valid values of the agent.* options every method reads (a method adds its own, CRITIC_RANGES if it has one)
+    RANGES: dict[str, Range] = {"batch_size": INT_1, "sigma": POSITIVE}
     CHOICES: dict[str, tuple] = {}
+    NETWORKS: tuple[str, ...] = ("actor", "critic")  # trained networks, each with its optimiser ``<name>_opt``
+    TARGETS: tuple[str, ...] = ("critic",)  # networks with a target copy ``target_<name>`` (moved by soft_update)
 
     @classmethod
     def check_config(cls, cfg) -> None:
@@ -111,9 +116,11 @@ class Agent:
         features = ENCODERS[cfg.encoder]["mlp_hidden_dims"][-1] if self.image_shape else obs_dim
         # first the actor: the seed's first draws
         self.actor = self.with_encoder(self.make_actor(features, action_dim)).to(self.device)
-        self.critic = self.with_encoder(Critic(features, action_dim, tuple(cfg.critic_hidden_dims),
-                                               cfg.num_q_heads)).to(self.device)
-        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        if "critic" in self.NETWORKS:
+            self.critic = self.with_encoder(Critic(features, action_dim, tuple(cfg.critic_hidden_dims),
+                                                   cfg.num_q_heads)).to(self.device)
+        for name in self.TARGETS:
+            setattr(self, f"target_{name}", copy.deepcopy(getattr(self, name)).requires_grad_(False))
         self.obs_mean = torch.as_tensor(obs_mean, dtype=torch.float32).to(self.device)
         self.obs_std = torch.as_tensor(obs_std, dtype=torch.float32).to(self.device)
         self.setup()  # the method's optimisers and own state
@@ -184,9 +191,9 @@ class Agent:
         return self.apply_update(batch, draws)
 
     def gradients(self, batch: Batch, draws: dict, state: dict | None = None):
-        """Gradients of total_loss for the actor and the critic, the metrics, and the loss's carry."""
+        """Gradients of total_loss for every trained network, the metrics, and the loss's carry."""
         state = state if state is not None else self.state()
-        params = {"actor": state["actor"], "critic": state["critic"]}
+        params = {name: state[name] for name in self.NETWORKS}
         if self.grad_transform:
             grads, (_, (metrics, carry)) = grad_and_value(self.total_loss, argnums=1, has_aux=True)(
                 batch, params, draws, state)
@@ -201,40 +208,47 @@ class Agent:
         grads = {name: {key: next(flat) for key in group} for name, group in params.items()}
         return grads, {k: v.detach() for k, v in metrics.items()}, carry
 
+    def modules(self) -> list[str]:
+        """The names of every network the agent holds: the trained ones, then their targets."""
+        return [*self.NETWORKS, *(f"target_{name}" for name in self.TARGETS)]
+
+    def optimizers(self) -> list[str]:
+        return [f"{name}_opt" for name in self.NETWORKS]
+
     def state(self) -> dict:
         """Every tensor the update changes, by name: the update reads and writes these and nothing else."""
-        return {"actor": dict(self.actor.named_parameters()), "critic": dict(self.critic.named_parameters()),
-                "target": dict(self.target_critic.named_parameters()), "actor_opt": self.actor_opt.state,
-                "critic_opt": self.critic_opt.state, "update_count": self.update_count}
+        return {**{name: dict(getattr(self, name).named_parameters()) for name in self.modules()},
+                **{name: getattr(self, name).state for name in self.optimizers()}, "update_count": self.update_count}
 
     @torch.no_grad()
-    def soft_update(self, state: dict | None = None, foreach: bool = True) -> None:
+    def soft_update(self, state: dict | None = None, foreach: bool = True, names: tuple[str, ...] | None = None,
+                    ) -> None:
+        """Move each target (of ``names``, default all) towards its network by ``tau``."""
         state = state if state is not None else self.state()
-        target, online = list(state["target"].values()), list(state["critic"].values())
-        if foreach:
-            torch._foreach_lerp_(target, online, self.cfg.tau)
-        else:
-            for t, o in zip(target, online):
-                t.add_((o - t) * self.cfg.tau)  # lerp_, written out for vmap
+        for name in self.TARGETS if names is None else names:
+            target, online = list(state[f"target_{name}"].values()), list(state[name].values())
+            if foreach:
+                torch._foreach_lerp_(target, online, self.cfg.tau)
+            else:
+                for t, o in zip(target, online):
+                    t.add_((o - t) * self.cfg.tau)  # lerp_, written out for vmap
 
     # ------------------------------------------------------------------------------------------ state
     def weights(self) -> dict:
-        return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
-                "target_critic": self.target_critic.state_dict(),
+        return {**{name: getattr(self, name).state_dict() for name in self.modules()},
                 "obs_norm": {"mean": self.obs_mean, "std": self.obs_std}}
 
     def state_dict(self) -> dict:
-        return {**self.weights(), "actor_opt": self.actor_opt.state_dict(),
-                "critic_opt": self.critic_opt.state_dict(), "update_count": self.update_count}
+        return {**self.weights(), **{name: getattr(self, name).state_dict() for name in self.optimizers()},
+                "update_count": self.update_count}
 
     @torch.no_grad()
     def load_state_dict(self, state: dict) -> None:
-        self.actor.load_state_dict(state["actor"])
-        self.critic.load_state_dict(state["critic"])
-        self.target_critic.load_state_dict(state["target_critic"])
+        for name in self.modules():
+            getattr(self, name).load_state_dict(state[name])
         self.obs_mean = state["obs_norm"]["mean"].to(self.device)
         self.obs_std = state["obs_norm"]["std"].to(self.device)
-        if "actor_opt" in state:
-            self.actor_opt.load_state_dict(state["actor_opt"])
-            self.critic_opt.load_state_dict(state["critic_opt"])
+        if self.optimizers()[0] in state:  # a resume state (final.pt holds the weights only)
+            for name in self.optimizers():
+                getattr(self, name).load_state_dict(state[name])
             self.update_count.copy_(torch.as_tensor(state["update_count"]))

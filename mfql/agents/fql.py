@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from mfql.agents.base import Agent, Batch, Params, sub_params
+from mfql.agents.base import CRITIC_RANGES, Agent, Batch, Params, sub_params
 from mfql.agents.optim import Adam, adam_step
 from mfql.ranges import INT_1, OPEN_FRACTION, POSITIVE, Range
 
@@ -49,8 +49,8 @@ class FQL(Agent):
     LABEL = "FQL"
     PAPER_NAME = "FQL"
     PROGRESS = ("critic/loss", "actor/distill_loss", "actor/q")
-    RANGES = {**Agent.RANGES, "actor_hidden_dims": Range("widths"), "alpha": POSITIVE, "flow_steps": INT_1,
-              "lr": OPEN_FRACTION}
+    RANGES = {**Agent.RANGES, **CRITIC_RANGES, "actor_hidden_dims": Range("widths"), "alpha": POSITIVE,
+              "flow_steps": INT_1, "lr": OPEN_FRACTION}
     CHOICES = {"q_agg": ("mean", "min")}  # FQL's q_agg: min, else the mean
 
     def make_actor(self, obs_dim: int, action_dim: int) -> nn.Module:
@@ -93,9 +93,10 @@ class FQL(Agent):
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, noises: torch.Tensor | None = None,
-            generator: torch.Generator | None = None) -> torch.Tensor:
+            generator: torch.Generator | None = None, explore: bool = False) -> torch.Tensor:
         """The one-step policy's action for raw observations ``[B, obs_dim]``; ``noises`` ``[1, B, A]``
-        (the evaluation's noise layout, K = 1)."""
+        (the evaluation's noise layout, K = 1). Online collection (``explore``) samples the same stochastic
+        policy, as FQL does."""
         noise = noises[0] if noises is not None else self.noise(obs.shape[0], generator=generator)
         return self.one_step(obs, noise).clamp(-1.0, 1.0)
 
@@ -134,7 +135,7 @@ class FQL(Agent):
                       "actor/q": q.mean()}
 
     def total_loss(self, batch: Batch, params: Params, draws: dict, state: dict):
-        critic, critic_info = self.critic_loss(batch, params, draws, state["target"])
+        critic, critic_info = self.critic_loss(batch, params, draws, state["target_critic"])
         actor, actor_info = self.actor_loss(batch, params, draws)
         total = critic + actor
         return total, ({**critic_info, **actor_info, "total_loss": total}, {})

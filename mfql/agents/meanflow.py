@@ -16,7 +16,7 @@ from omegaconf import ListConfig
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from mfql.agents.base import Agent, Batch, Params
+from mfql.agents.base import CRITIC_RANGES, Agent, Batch, Params
 from mfql.agents.networks import make_actor
 from mfql.agents.optim import Adam, adam_step, clip_by_global_norm
 from mfql.agents.schedules import AlphaController, actor_lr
@@ -30,7 +30,7 @@ class MeanFlowQL(Agent):
     ROLE = "proposed"
     PROGRESS = ("critic/loss", "flow/mfi_loss", "actor/q")
     RANGES = {
-        **Agent.RANGES,
+        **Agent.RANGES, **CRITIC_RANGES,
         "actor_hidden_dim": INT_1, "actor_depth": INT_1, "actor_num_heads": INT_1, "actor_mlp_ratio": POSITIVE,
         "actor_residual_scale": FRACTION, "mlp_actor_hidden_dims": Range("widths"), "time_steps": INT_1,
         "target_clip": POSITIVE, "adaptive_gamma": FRACTION, "adaptive_c": POSITIVE, "alpha": POSITIVE,
@@ -138,7 +138,7 @@ class MeanFlowQL(Agent):
 
         # pixels: each network's encoder runs once on the B images, not on K copies
         actor, actor_params, actor_in = self.encoded(self.actor, state["actor"] if state is not None else None, obs_n)
-        target = state["target"] if state is not None else dict(self.target_critic.named_parameters())
+        target = state["target_critic"] if state is not None else dict(self.target_critic.named_parameters())
         critic, target, critic_in = self.encoded(self.target_critic, target, obs_n)
         actions = self.one_step(repeat(actor_in), noises.reshape(num * batch, -1), actor_params, actor)
         actions = actions.clamp(-1.0, 1.0)
@@ -149,8 +149,9 @@ class MeanFlowQL(Agent):
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, noises: torch.Tensor | None = None,
-            generator: torch.Generator | None = None) -> torch.Tensor:
-        """Action for raw observations ``[B, obs_dim]`` (evaluation and online collection)."""
+            generator: torch.Generator | None = None, explore: bool = False) -> torch.Tensor:
+        """Action for raw observations ``[B, obs_dim]``: value-guided best-of-K, for evaluation and online
+        collection (``explore``) alike, as the official code."""
         if noises is None:
             noises = self.noise(self.cfg.num_candidates, obs.shape[0], generator=generator)
         return self.best_of_k(self.normalize(obs), noises)[0].clamp(-1.0, 1.0)
@@ -160,7 +161,7 @@ class MeanFlowQL(Agent):
         with torch.no_grad():
             next_obs_n = self.normalize(batch["next_observations"])
             state = {"actor": {k: p.detach() for k, p in params["actor"].items()},
-                     "target": target if target is not None else dict(self.target_critic.named_parameters())}
+                     "target_critic": target if target is not None else dict(self.target_critic.named_parameters())}
             _, next_qs = self.best_of_k(next_obs_n, draws["target_noises"], state)
             next_q = {"mean": next_qs.mean(0), "min": next_qs.min(0).values,
                       "max": next_qs.max(0).values}[self.cfg.q_agg]
@@ -209,7 +210,7 @@ class MeanFlowQL(Agent):
         # The controller's state comes in as an argument and leaves as a result: a gradient transform may not
         # change a tensor it did not receive.
         alpha_state = self.alpha_ctl.next_state(self.step, flow, state["alpha"])
-        critic, critic_info = self.critic_loss(batch, params, draws, state["target"])
+        critic, critic_info = self.critic_loss(batch, params, draws, state["target_critic"])
         actor, actor_info = self.actor_loss(batch, params, draws)
         total = critic + actor + alpha_state["alpha"].squeeze(0).to(flow.dtype) * flow
         return total, ({**info, **critic_info, **actor_info, "total_loss": total}, alpha_state)

@@ -18,11 +18,11 @@ from mfql.agents.base import Agent, compile_update
 
 def bind(agent: Agent, state: dict) -> None:
     """Point the agent's update tensors at ``state``'s (views of the packed storage)."""
-    for module, key in ((agent.actor, "actor"), (agent.critic, "critic"), (agent.target_critic, "target")):
-        for name, param in module.named_parameters():
+    for key in agent.modules():
+        for name, param in getattr(agent, key).named_parameters():
             param.data = state[key][name]
-    for opt, key in ((agent.actor_opt, "actor_opt"), (agent.critic_opt, "critic_opt")):
-        opt.state.update(state[key])
+    for key in agent.optimizers():
+        getattr(agent, key).state.update(state[key])
     if "alpha" in state:  # MeanFlow-QL's controller
         agent.alpha_ctl.alpha, agent.alpha_ctl.history, agent.alpha_ctl.valid = state["alpha"].values()
     agent.update_count = state["update_count"]

@@ -42,7 +42,7 @@ class OnlineEpisode:
         if self.obs is None:
             self.start()
         obs = torch.as_tensor(self.obs, device=self.device).unsqueeze(0)
-        self.action = self.agent.act(obs, generator=self.generator)[0].cpu().numpy()
+        self.action = self.agent.act(obs, generator=self.generator, explore=True)[0].cpu().numpy()
         return self.index, self.action
 
     def record(self, result: tuple) -> None:

@@ -182,7 +182,7 @@ class Run:
 
     def check(self, step: int) -> None:
         """Stop at the first sign of divergence, before a bad state can be checkpointed or logged as a result."""
-        params = [*self.agent.actor.parameters(), *self.agent.critic.parameters()]
+        params = [p for name in self.agent.NETWORKS for p in getattr(self.agent, name).parameters()]
         finite = torch.stack([torch.isfinite(p).all() for p in params]).all()
         bad, finite = torch.stack([self.first_bad_step, finite.long()]).tolist()  # one read-back for both
         if bad < 0 and finite:
@@ -191,8 +191,8 @@ class Run:
                 if self.last_good_state is not None else "no resume state was written before it")
         where = f"at step {bad}" if bad >= 0 else f"by step {step}"
         raise RunError(f"training diverged: non-finite loss {where} ({self.cfg.task} seed {self.cfg.seed}); {kept}; "
-                       f"lower agent.lr / agent.critic_lr or check the data, then rerun (with overwrite=true once the "
-                       f"config differs)")
+                       f"lower the method's learning rates (agent.*lr) or check the data, then rerun (with "
+                       f"overwrite=true once the config differs)")
 
     # ---------------------------------------------------------------------------------------- per step
     def evaluate(self, step: int) -> dict:

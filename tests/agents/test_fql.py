@@ -1,23 +1,12 @@
-"""FQL, the baseline: its losses by hand, its parameter counts, and its runs through the same pipeline."""
+"""FQL, the baseline: its losses by hand and its parameter counts (what every method must do, FQL included:
+tests/agents/test_methods.py)."""
 
-import sys
-
-import pytest
 import torch
 from torch import nn
 
 from mfql.agents.fql import FQL
 from mfql.agents.networks import count_params
-from tests.conftest import (
-    TASK,
-    assert_same_weights,
-    kill_repeatedly,
-    make_agent,
-    random_batch,
-    read_csv,
-    read_final,
-    run_module,
-)
+from tests.conftest import make_agent, random_batch
 
 
 class Field(nn.Module):
@@ -96,67 +85,3 @@ def test_fql_update_takes_one_adam_step_of_the_total_loss_and_moves_the_target_t
     moved = torch.cat([(p - before[k]).abs().flatten() for k, p in agent.critic.named_parameters()])
     assert torch.isclose(moved.max(), torch.tensor(3e-4), rtol=1e-3)
     assert {"critic/loss", "actor/distill_loss", "actor/bc_flow_loss", "total_loss"} <= set(info)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("path", ["compiled", "packed"])
-def test_fql_faster_paths_equal_the_eager_single_seed_update(path):
-    from mfql.agents.packed import PackedUpdate
-
-    steps, seeds = 8, (3, 7)
-    def alone(seed):
-        torch.manual_seed(seed)
-        agent, gen = make_agent(6, 3, method="fql"), torch.Generator().manual_seed(seed)
-        for step in range(1, steps + 1):
-            agent.update(random_batch(32, seed=100 * seed + step), step, generator=gen)
-        return agent
-    if path == "compiled":
-        torch.manual_seed(3)
-        agent, gen = make_agent(6, 3, method="fql", compile=True), torch.Generator().manual_seed(3)
-        for step in range(1, steps + 1):
-            agent.update(random_batch(32, seed=300 + step), step, generator=gen)
-        agents = [agent]
-    else:
-        agents = []
-        for seed in seeds:
-            torch.manual_seed(seed)
-            agents.append(make_agent(6, 3, method="fql"))
-        packed, generators = PackedUpdate(agents), [torch.Generator().manual_seed(s) for s in seeds]
-        for step in range(1, steps + 1):
-            batches = [random_batch(32, seed=100 * s + step) for s in seeds]
-            packed.update({k: torch.stack([b[k] for b in batches]) for k in batches[0]}, step,
-                          packed.draws(32, generators))
-    for agent, seed in zip(agents, seeds):
-        reference = alone(seed)
-        for name in ("actor", "critic", "target_critic"):
-            for a, b in zip(getattr(reference, name).parameters(), getattr(agent, name).parameters()):
-                torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
-
-
-ARGS = ["method=fql", "model=small", "env_max_steps=12", "eval_episodes=2", "eval_interval=20", "log_interval=10",
-        "device=cpu", "offline_steps=40", "online_steps=20", "checkpoint_interval=5"]
-
-
-@pytest.mark.slow
-def test_fql_run_writes_the_files_of_an_mfql_run_and_resumes_after_sigkill(tmp_path, ogbench_dir):
-    data = ogbench_dir.parent
-    args = [f"task={TASK}", f"data_dir={data}", *ARGS]
-    run_module("mfql.train", f"out_dir={tmp_path / 'ref'}", *args)
-    run_module("mfql.train", f"out_dir={tmp_path / 'mfql'}", *[a for a in args if a != "method=fql"])
-    names = lambda d: sorted(p.name for p in d.iterdir())  # noqa: E731
-    assert names(tmp_path / "ref") == names(tmp_path / "mfql") == [".lock", "config.yaml", "eval.csv", "final.pt",
-                                                                   "meta.json", "train.csv"]
-    assert read_csv(tmp_path / "ref" / "eval.csv")[0].keys() == read_csv(tmp_path / "mfql" / "eval.csv")[0].keys()
-    rows = read_csv(tmp_path / "ref" / "train.csv")
-    assert [int(r["step"]) for r in rows] == [10, 20, 30, 40, 50, 60] and "actor/distill_loss" in rows[0]
-    assert "method: fql" in (tmp_path / "ref" / "config.yaml").read_text()
-    assert "alpha: 300" in (tmp_path / "ref" / "config.yaml").read_text()  # FQL's cube-single value
-    evaluated = run_module("mfql.evaluate", f"checkpoint={tmp_path / 'ref' / 'final.pt'}", "episodes=2", "seed=1")
-    assert '"episodes": 2' in evaluated.stdout  # the checkpoint says which method to rebuild
-
-    out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "mfql.train", f"out_dir={out}", *args]
-    kill_repeatedly(cmd, out / "_resume", random_kills=2, seed=2, delays=(3.0, 8.0))
-    run_module("mfql.train", f"out_dir={out}", *args)
-    assert (out / "eval.csv").read_text() == (tmp_path / "ref" / "eval.csv").read_text()
-    assert_same_weights(read_final(tmp_path / "ref" / "final.pt"), read_final(out / "final.pt"), exact=True)

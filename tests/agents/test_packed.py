@@ -5,7 +5,17 @@ import pytest
 import torch
 
 from mfql.agents.packed import PackedUpdate
-from tests.conftest import METRICS, assert_same_weights, make_agent, random_batch, read_csv, read_final
+from tests.conftest import (
+    METRICS,
+    assert_same_weights,
+    kill_and_resume,
+    make_agent,
+    random_batch,
+    read_csv,
+    read_final,
+    train_args,
+)
+from tests.conftest import train as quick_train
 
 SEEDS = (3, 7)
 
@@ -66,15 +76,11 @@ def test_packed_agents_are_views_of_the_packed_storage():
 
 # --- python -m mfql.train seeds=[...] ---------------------------------------------------------------------
 
-PACKED_ARGS = ["model=small", "env_max_steps=12", "eval_episodes=3", "eval_interval=20", "log_interval=10",
-               "device=cpu", "offline_steps=40"]
+PACKED = ["env_max_steps=12", "eval_episodes=3", "eval_interval=20", "offline_steps=40"]
 
 
 def train(out, data_dir, *extra, check=True):
-    from tests.conftest import TASK, run_module
-
-    return run_module("mfql.train", f"task={TASK}", f"out_dir={out}", f"data_dir={data_dir}", *PACKED_ARGS,
-                      *extra, check=check)
+    return quick_train(out, data_dir, *PACKED, *extra, check=check)
 
 
 ONLINE = "online_steps=30"  # offline-to-online: each seed its own environment, episodes and online rows
@@ -112,19 +118,13 @@ def test_packed_run_resumes_after_sigkill_like_an_uninterrupted_one(tmp_path, og
     """Killed at seeded random moments and while a seed's resume state is being written (then one seed's
     state is newer than the other's), each time rerun: the finished seeds equal an uninterrupted packed run.
     With online steps: states written mid-episode rebuild each seed's environment by replaying its actions."""
-    import sys
-
-    from tests.conftest import TASK, kill_repeatedly
-
     data = ogbench_dir.parent
     args = ["seeds=[0,1]", "checkpoint_interval=5", "offline_steps=40", ONLINE]
     train(tmp_path / "ref", data, *args)
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "mfql.train", f"task={TASK}", f"out_dir={out}", f"data_dir={data}", *PACKED_ARGS,
-           *args]
     # seed 1's state is written after seed 0's: a kill during its write leaves seed 0 one state ahead
-    kill_repeatedly(cmd, out / "seed1" / "_resume", random_kills=2, seed=1, delays=(3.0, 9.0))
-    train(out, data, *args)
+    kill_and_resume(train_args(out, data, *PACKED, *args), out, random_kills=2, seed=1, delays=(3.0, 9.0),
+                    resume_dir=out / "seed1" / "_resume")
     for seed in (0, 1):
         ref, done = tmp_path / "ref" / f"seed{seed}", out / f"seed{seed}"
         assert (done / "eval.csv").read_text() == (ref / "eval.csv").read_text()

@@ -1,0 +1,66 @@
+"""Deterministic behaviour cloning: a tanh-squashed MLP a(s) regressed on the dataset's actions, no critic.
+
+It exists to prove the seam between a method and the rest of mfql: this module and method/bc.yaml are all it
+takes, and it passes the whole conformance suite.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from mfql.agents import register
+from mfql.agents.base import Agent, Batch, Params
+from mfql.agents.optim import Adam, adam_step
+from mfql.ranges import OPEN_FRACTION, Range
+
+
+class BehaviourCloning(Agent):
+    LABEL = "BC"
+    ROLE = "test"  # neither the paper's method nor one of its baselines: no claims, no benchmark
+    PROGRESS = ("actor/loss",)
+    NETWORKS = ("actor",)
+    TARGETS = ()
+    RANGES = {**Agent.RANGES, "hidden_dims": Range("widths"), "lr": OPEN_FRACTION}
+
+    def make_actor(self, obs_dim: int, action_dim: int) -> nn.Module:
+        layers: list[nn.Module] = []
+        for width in self.cfg.hidden_dims:
+            layers += [nn.Linear(obs_dim, width), nn.GELU()]
+            obs_dim = width
+        return nn.Sequential(*layers, nn.Linear(obs_dim, action_dim), nn.Tanh())
+
+    def setup(self) -> None:
+        self.actor_opt = Adam(list(self.actor.parameters()), lr=self.cfg.lr)
+
+    def draws(self, batch_size: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        return {}
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, noises: torch.Tensor | None = None, generator: torch.Generator | None = None,
+            explore: bool = False) -> torch.Tensor:
+        return self.actor(self.normalize(obs))
+
+    def bc_loss(self, batch: Batch, params: Params, draws: dict):
+        actions = functional_call(self.actor, params["actor"], (self.normalize(batch["observations"]),))
+        loss = (actions - batch["actions"]).pow(2).mean()
+        return loss, {"actor/loss": loss}
+
+    def total_loss(self, batch: Batch, params: Params, draws: dict, state: dict):
+        loss, info = self.bc_loss(batch, params, draws)
+        return loss, ({**info, "total_loss": loss}, {})
+
+    @torch.no_grad()
+    def update_on_device(self, batch: Batch, draws: dict, state: dict | None = None, foreach: bool = True) -> dict:
+        state = state if state is not None else self.state()
+        grads, metrics, _ = self.gradients(batch, draws, state)
+        adam_step(list(state["actor"].values()), list(grads["actor"].values()), state["actor_opt"],
+                  self.actor_opt.betas, self.actor_opt.eps, foreach)
+        state["update_count"].add_(1)
+        return {k: v.detach() for k, v in metrics.items()}
+
+
+register("bc", BehaviourCloning, config_root=Path(__file__).parent)
