@@ -222,16 +222,18 @@ class Agent:
 
     @torch.no_grad()
     def soft_update(self, state: dict | None = None, foreach: bool = True, names: tuple[str, ...] | None = None,
-                    ) -> None:
-        """Move each target (of ``names``, default all) towards its network by ``tau``."""
+                    rate: float | torch.Tensor | None = None) -> None:
+        """Move each target (of ``names``, default all) towards its network by ``rate`` (default ``tau``; a
+        tensor, e.g. ``tau`` on every n-th update and 0 otherwise, keeps the update free of host reads)."""
         state = state if state is not None else self.state()
+        rate = self.cfg.tau if rate is None else rate
         for name in self.TARGETS if names is None else names:
             target, online = list(state[f"target_{name}"].values()), list(state[name].values())
-            if foreach:
-                torch._foreach_lerp_(target, online, self.cfg.tau)
+            if foreach and not isinstance(rate, torch.Tensor):
+                torch._foreach_lerp_(target, online, rate)
             else:
                 for t, o in zip(target, online):
-                    t.add_((o - t) * self.cfg.tau)  # lerp_, written out for vmap
+                    t.add_((o - t) * rate)  # lerp_, written out for vmap and tensor rates
 
     # ------------------------------------------------------------------------------------------ state
     def weights(self) -> dict:

@@ -9,22 +9,12 @@ from omegaconf import OmegaConf
 
 from mfql.agents import METHODS
 from mfql.agents.packed import PackedUpdate
-from mfql.config import method_file, run_cli, train_config
+from mfql.config import method_file, run_cli, train_config, validate_train
 from mfql.errors import ConfigError
 from mfql.ranges import describe_ranges
 from mfql.run.folder import key_config
-from tests.conftest import (
-    TASK,
-    assert_same_weights,
-    kill_and_resume,
-    make_agent,
-    random_batch,
-    read_csv,
-    read_final,
-    run_module,
-    train,
-    train_args,
-)
+from tests import conftest as run  # the training subprocess helpers
+from tests.conftest import TASK, make_agent, random_batch
 
 ALL = list(METHODS)
 STEPS, SEEDS = 6, (3, 7)
@@ -86,18 +76,26 @@ def test_help_lists_the_methods_options_and_their_ranges(method, capsys):
 
 @pytest.mark.parametrize("method", ALL)
 def test_each_option_outside_its_range_stops_with_one_line_naming_it(method):
-    checked = 0
+    """Each range checked as train_config checks it, on the composed config (composing it again per option
+    would only repeat Hydra's work); one option through the whole command line too."""
+    cfg = train_config([f"task={TASK}", "out_dir=.", f"method={method}"])
+    checked = []
     for key, valid in METHODS[method].RANGES.items():
         value = bad_value(valid)
         if value is None:
             continue
-        shown = f"[{','.join(map(str, value))}]" if isinstance(value, list) else str(value)
+        bad = cfg.copy()
+        bad.agent[key] = value
         with pytest.raises(ConfigError) as info:
-            train_config([f"task={TASK}", "out_dir=.", f"method={method}", f"agent.{key}={shown}"])
+            validate_train(bad)
         message = str(info.value)
         assert message.startswith(f"agent.{key}=") and "is not valid (valid: " in message and "\n" not in message
-        checked += 1
-    assert checked >= 2
+        checked.append((key, value))
+    assert len(checked) >= 2
+    key, value = checked[0]
+    shown = f"[{','.join(map(str, value))}]" if isinstance(value, list) else str(value)
+    with pytest.raises(ConfigError, match=f"^agent.{key}="):
+        train_config([f"task={TASK}", "out_dir=.", f"method={method}", f"agent.{key}={shown}"])
 
 
 @pytest.mark.parametrize("method", ALL)
@@ -143,16 +141,16 @@ def test_a_run_writes_every_file_and_resumes_after_sigkill_as_if_never_killed(me
     extra = [f"method={method}", "seed=1", "offline_steps=40", "online_steps=30", "eval_interval=20",
              "checkpoint_interval=3", "env_max_steps=12"]
     ref, out = tmp_path / "ref", tmp_path / "killed"
-    train(ref, ogbench_dir.parent, *extra)
+    run.train(ref, ogbench_dir.parent, *extra)
     assert sorted(p.name for p in ref.iterdir()) == [".lock", "config.yaml", "eval.csv", "final.pt", "meta.json",
                                                       "train.csv"]
-    assert [int(r["step"]) for r in read_csv(ref / "train.csv")][-1] == 70
+    assert [int(r["step"]) for r in run.read_csv(ref / "train.csv")][-1] == 70
     assert f"method: {method}" in (ref / "config.yaml").read_text()
-    evaluated = run_module("mfql.evaluate", f"checkpoint={ref / 'final.pt'}", "episodes=2", "seed=1")
+    evaluated = run.run_module("mfql.evaluate", f"checkpoint={ref / 'final.pt'}", "episodes=2", "seed=1")
     assert '"episodes": 2' in evaluated.stdout  # the checkpoint says which method to rebuild
-    kill_and_resume(train_args(out, ogbench_dir.parent, *extra), out, random_kills=2, seed=0)
+    run.kill_and_resume(run.train_args(out, ogbench_dir.parent, *extra), out, random_kills=2, seed=0)
     assert (out / "eval.csv").read_bytes() == (ref / "eval.csv").read_bytes()
     strip = lambda rows: [{k: v for k, v in r.items() if k != "updates_per_s"} for r in rows]  # noqa: E731
-    assert strip(read_csv(out / "train.csv")) == strip(read_csv(ref / "train.csv"))
-    assert_same_weights(read_final(ref / "final.pt"), read_final(out / "final.pt"), exact=True)
+    assert strip(run.read_csv(out / "train.csv")) == strip(run.read_csv(ref / "train.csv"))
+    run.assert_same_weights(run.read_final(ref / "final.pt"), run.read_final(out / "final.pt"), exact=True)
     assert not list(out.rglob("*.tmp")) and not (out / "_resume").exists()

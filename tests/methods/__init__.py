@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-MODULES = [f"{__name__}.{p.stem}" for p in sorted(Path(__file__).parent.glob("*.py")) if p.stem != "__init__"]
+MODULES = [f"{__name__}.{p.stem}" for p in sorted(Path(__file__).parent.glob("*.py"))
+           if p.stem != "__init__" and not p.stem.startswith("test_")]
 for module in MODULES:
     importlib.import_module(module)

@@ -1,7 +1,9 @@
-"""Deterministic behaviour cloning: a tanh-squashed MLP a(s) regressed on the dataset's actions, no critic.
+"""Deterministic behaviour cloning: a tanh-squashed MLP a(s) regressed on the dataset's actions, no critic, and
+a target copy of the policy that moves only every ``target_every``-th update (as a delayed target, e.g. TD3's).
 
 It exists to prove the seam between a method and the rest of mfql: this module and method/bc.yaml are all it
-takes, and it passes the whole conformance suite.
+takes, and it passes the whole conformance suite. The target policy plays no part in the loss: it is there to
+show a target other than the critic's, and a part of the update that runs every n-th step.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from torch.func import functional_call
 from mfql.agents import register
 from mfql.agents.base import Agent, Batch, Params
 from mfql.agents.optim import Adam, adam_step
-from mfql.ranges import OPEN_FRACTION, Range
+from mfql.ranges import INT_1, OPEN_FRACTION, Range
 
 
 class BehaviourCloning(Agent):
@@ -23,8 +25,9 @@ class BehaviourCloning(Agent):
     ROLE = "test"  # neither the paper's method nor one of its baselines: no claims, no benchmark
     PROGRESS = ("actor/loss",)
     NETWORKS = ("actor",)
-    TARGETS = ()
-    RANGES = {**Agent.RANGES, "hidden_dims": Range("widths"), "lr": OPEN_FRACTION}
+    TARGETS = ("actor",)
+    RANGES = {**Agent.RANGES, "hidden_dims": Range("widths"), "lr": OPEN_FRACTION, "tau": OPEN_FRACTION,
+              "target_every": INT_1}
 
     def make_actor(self, obs_dim: int, action_dim: int) -> nn.Module:
         layers: list[nn.Module] = []
@@ -60,6 +63,8 @@ class BehaviourCloning(Agent):
         adam_step(list(state["actor"].values()), list(grads["actor"].values()), state["actor_opt"],
                   self.actor_opt.betas, self.actor_opt.eps, foreach)
         state["update_count"].add_(1)
+        due = state["update_count"] % self.cfg.target_every == 0
+        self.soft_update(state, foreach, rate=torch.where(due, self.cfg.tau, 0.0))
         return {k: v.detach() for k, v in metrics.items()}
 
 
