@@ -71,6 +71,8 @@ class Agent:
     # valid values of the agent.* options every method reads (a method adds its own, CRITIC_RANGES if it has one)
     RANGES: dict[str, Range] = {"batch_size": INT_1, "sigma": POSITIVE}
     CHOICES: dict[str, tuple] = {}
+    # the batch's fields the update reads ("next_actions" too for a method that needs them, e.g. ReBRAC's critic)
+    BATCH_FIELDS: tuple[str, ...] = ("observations", "actions", "rewards", "masks", "next_observations")
     NETWORKS: tuple[str, ...] = ("actor", "critic")  # trained networks, each with its optimiser ``<name>_opt``
     TARGETS: tuple[str, ...] = ("critic",)  # networks with a target copy ``target_<name>`` (moved by soft_update)
 

@@ -24,6 +24,11 @@ def offline_storage(dataset: dict[str, np.ndarray], device: torch.device) -> dic
 
 
 class ReplayBuffer:
+    # ``next_actions``: the action stored at the next buffer position (the last position's own at the end), as
+    # FQL's datasets give it to the methods that ask for it (ReBRAC's critic); wrong at a trajectory's end there
+    # too. Set it to add them to every batch.
+    next_actions = False
+
     def __init__(self, dataset: dict[str, np.ndarray], capacity: int, online_steps: int, device: torch.device,
                  offline: dict[str, torch.Tensor] | None = None):
         self.num_offline = len(dataset["observations"])
@@ -51,15 +56,23 @@ class ReplayBuffer:
         self.size = min(self.size + 1, self.max_rows)
 
     def gather(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The rows at buffer positions ``idx`` (any shape)."""
+        """The rows at buffer positions ``idx`` (any shape), with ``next_actions`` if asked for."""
+        rows = self.select(idx, KEYS)
+        if self.next_actions:
+            rows["next_actions"] = self.select((idx + 1).clamp(max=self.size - 1), ("actions",))["actions"]
+        return rows
+
+    def select(self, idx: torch.Tensor, keys: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        """``keys`` of the rows at buffer positions ``idx``: the online row where one shadows the offline one."""
         if self.num_online == 0:
-            return {key: value[idx] for key, value in self.offline.items()}
+            return {key: self.offline[key][idx] for key in keys}
         written = min(self.num_online, self.max_rows)
         slot = (idx - self.num_offline) % self.max_rows
         is_online = slot < written
         offline_idx, online_idx = idx.clamp(max=self.num_offline - 1), slot.clamp(max=written - 1)
         out = {}
-        for key, value in self.offline.items():
+        for key in keys:
+            value = self.offline[key]
             mask = is_online.reshape(*idx.shape, *[1] * (value.dim() - 1))
             out[key] = torch.where(mask, self.online[key][online_idx], value[offline_idx])
         return out
@@ -99,9 +112,14 @@ class PixelBuffer:
         self.p_aug = p_aug or 0.0
         self.device = device
 
+    next_actions = False  # as ReplayBuffer's
+
     def gather(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         obs, next_obs = self.store.observations(idx)
-        return {"observations": obs, "next_observations": next_obs, **{k: v[idx] for k, v in self.rows.items()}}
+        rows = {"observations": obs, "next_observations": next_obs, **{k: v[idx] for k, v in self.rows.items()}}
+        if self.next_actions:
+            rows["next_actions"] = self.rows["actions"][(idx + 1).clamp(max=self.size - 1)]
+        return rows
 
     def positions(self, batch_size: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return torch.randint(0, self.size, (batch_size,), device=self.device, generator=generator)

@@ -115,6 +115,7 @@ class Run:
         self.buffer = (PixelBuffer(dataset, cfg.frame_stack, cfg.p_aug, device, self.shared.offline_rows)
                        if cfg.agent.encoder is not None else
                        ReplayBuffer(dataset, cfg.buffer_size, cfg.online_steps, device, self.shared.offline_rows))
+        self.buffer.next_actions = "next_actions" in self.agent.BATCH_FIELDS
         self.owns_pools = pools is None
         self.pools = pools if pools is not None else Pools.make([cfg], self.shared.minari_dataset)
         self.online = OnlineEpisode(cfg, self.agent, self.buffer, self.pools.online, index, self.action_dim, device,

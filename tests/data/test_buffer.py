@@ -109,3 +109,13 @@ def test_an_offline_run_allocates_the_dataset_only_and_official_stats_keep_the_c
     online = Run(train_config([*common, "offline_steps=10", "online_steps=7"]), "test", "no-data-hash",
                  torch.device("cpu"))
     assert all(value.shape[0] == 7 for value in online.buffer.online.values())
+
+
+def test_next_actions_are_the_next_positions_action_as_fqls_datasets_give_them():
+    data = {**dataset(4), "actions": np.arange(4, dtype=np.float32).reshape(4, 1)}
+    buffer = ReplayBuffer(data, capacity=4, online_steps=2, device=torch.device("cpu"))
+    assert "next_actions" not in rows(buffer)  # only for a method that asks for them
+    buffer.next_actions = True
+    assert rows(buffer)["next_actions"].flatten().tolist() == [1, 2, 3, 3]  # the last position: its own
+    buffer.add({**transition(9), "actions": np.full(1, 7, np.float32)})  # position 4, the first online row
+    assert rows(buffer)["next_actions"].flatten().tolist() == [1, 2, 3, 7, 7]
