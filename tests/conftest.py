@@ -51,6 +51,7 @@ def random_batch(n=32, obs_dim=6, action_dim=3, seed=0):
         "rewards": -torch.rand(n, generator=g),
         "masks": (torch.rand(n, generator=g) > 0.1).float(),
         "next_observations": torch.randn(n, obs_dim, generator=g),
+        "next_actions": torch.rand(n, action_dim, generator=g) * 2 - 1,  # drawn last: the others as before
     }
 
 

@@ -1,4 +1,4 @@
-"""The methods, by name: MeanFlow-QL (``mfql``) and its baseline Flow Q-learning (``fql``).
+"""The methods, by name: MeanFlow-QL (``mfql``) and its baselines Flow Q-learning (``fql``) and ReBRAC (``rebrac``).
 
 A method is one module here and one config file, ``config/mfql/method/<name>.yaml`` (its ``agent:`` options
 and network sizes). The rest of mfql asks the registered class what it needs (its label, its name in the
@@ -19,6 +19,7 @@ from pathlib import Path
 from mfql.agents.base import Agent
 from mfql.agents.fql import FQL
 from mfql.agents.meanflow import MeanFlowQL
+from mfql.agents.rebrac import ReBRAC
 from mfql.errors import ConfigError
 
 METHODS: dict[str, type[Agent]] = {}
@@ -62,4 +63,5 @@ def _load_plugins() -> None:
 
 register("mfql", MeanFlowQL)
 register("fql", FQL)
+register("rebrac", ReBRAC)
 _load_plugins()

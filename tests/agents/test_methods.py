@@ -120,8 +120,9 @@ def test_packed_seeds_equal_each_seed_alone(method):
         packed.update({k: torch.stack([b[k] for b in batches]) for k in batches[0]}, step,
                       packed.draws(32, generators))
     for agent, seed in zip(agents, SEEDS):
-        # vmap runs the seeds' matmuls as one batched matmul: float32 round-off differs, nothing else
-        assert_close_agents(updated(seeded(method, seed), seed), agent, rtol=1e-5, atol=1e-6)
+        # vmap runs the seeds' matmuls as one batched matmul: float32 round-off differs, nothing else (Adam
+        # divides by sqrt(v): an element with a near-zero gradient moves by up to lr either way, hence atol)
+        assert_close_agents(updated(seeded(method, seed), seed), agent, rtol=1e-5, atol=1e-5)
         assert int(agent.update_count) == STEPS
 
 
