@@ -20,6 +20,7 @@ from torch.utils._pytree import tree_leaves
 
 from mfql.agents.encoders import ENCODERS, make_encoder
 from mfql.agents.networks import Critic
+from mfql.agents.optim import adam_step
 from mfql.ranges import INT_1, OPEN_FRACTION, POSITIVE, Range, check_choices, check_ranges
 
 Batch = dict[str, torch.Tensor]
@@ -216,6 +217,12 @@ class Agent:
 
     def optimizers(self) -> list[str]:
         return [f"{name}_opt" for name in self.NETWORKS]
+
+    def adam_steps(self, state: dict, grads: dict[str, list[torch.Tensor]], foreach: bool = True) -> None:
+        """One Adam step of every trained network (``grads``: each network's gradients, in parameter order)."""
+        for name in self.NETWORKS:
+            opt = getattr(self, f"{name}_opt")
+            adam_step(list(state[name].values()), list(grads[name]), state[f"{name}_opt"], opt.betas, opt.eps, foreach)
 
     def state(self) -> dict:
         """Every tensor the update changes, by name: the update reads and writes these and nothing else."""

@@ -14,7 +14,7 @@ from torch import nn
 from torch.func import functional_call
 
 from mfql.agents.base import CRITIC_RANGES, Agent, Batch, Params, sub_params
-from mfql.agents.optim import Adam, adam_step
+from mfql.agents.optim import Adam
 from mfql.ranges import INT_1, OPEN_FRACTION, POSITIVE, Range
 
 
@@ -26,19 +26,24 @@ def xavier_dense(in_dim: int, out_dim: int) -> nn.Linear:
     return layer
 
 
+def mlp(in_dim: int, out_dim: int, hidden_dims: tuple[int, ...], layer_norm: bool = False) -> nn.Sequential:
+    """FQL's ``MLP`` with a linear output layer: GELU(tanh) after every hidden layer (LayerNorm after it when
+    ``layer_norm``), ``default_init`` kernels."""
+    layers: list[nn.Module] = []
+    for width in hidden_dims:
+        layers += [xavier_dense(in_dim, width), nn.GELU(approximate="tanh")]
+        layers += [nn.LayerNorm(width, eps=1e-6)] if layer_norm else []
+        in_dim = width
+    return nn.Sequential(*layers, xavier_dense(in_dim, out_dim))
+
+
 class VectorField(nn.Module):
     """FQL's ``ActorVectorField``: an MLP on concat(obs, actions[, t]), GELU(tanh) after every hidden layer
     (LayerNorm after it when ``layer_norm``), a linear output."""
 
     def __init__(self, in_dim: int, action_dim: int, hidden_dims: tuple[int, ...], layer_norm: bool = False):
         super().__init__()
-        layers: list[nn.Module] = []
-        for width in hidden_dims:
-            layers += [xavier_dense(in_dim, width), nn.GELU(approximate="tanh")]
-            layers += [nn.LayerNorm(width, eps=1e-6)] if layer_norm else []
-            in_dim = width
-        layers.append(xavier_dense(in_dim, action_dim))
-        self.net = nn.Sequential(*layers)
+        self.net = mlp(in_dim, action_dim, hidden_dims, layer_norm)
 
     def forward(self, obs: torch.Tensor, actions: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
         inputs = [obs, actions] if t is None else [obs, actions, t.reshape(-1, 1)]
@@ -147,9 +152,6 @@ class FQL(Agent):
         state = state if state is not None else self.state()
         grads, metrics, _ = self.gradients(batch, draws, state)
         self.soft_update(state, foreach)  # FQL: the EMA moves towards the critic before this update
-        adam_step(list(state["actor"].values()), list(grads["actor"].values()), state["actor_opt"],
-                  self.actor_opt.betas, self.actor_opt.eps, foreach)
-        adam_step(list(state["critic"].values()), list(grads["critic"].values()), state["critic_opt"],
-                  self.critic_opt.betas, self.critic_opt.eps, foreach)
+        self.adam_steps(state, {name: grads[name].values() for name in self.NETWORKS}, foreach)
         state["update_count"].add_(1)
         return {k: v.detach() for k, v in metrics.items()}

@@ -18,7 +18,7 @@ from torch.nn import functional as F
 
 from mfql.agents.base import CRITIC_RANGES, Agent, Batch, Params
 from mfql.agents.networks import make_actor
-from mfql.agents.optim import Adam, adam_step, clip_by_global_norm
+from mfql.agents.optim import Adam, clip_by_global_norm
 from mfql.agents.schedules import AlphaController, actor_lr
 from mfql.errors import ConfigError
 from mfql.ranges import FRACTION, INT_1, NONNEGATIVE, OPEN_FRACTION, POSITIVE, Range
@@ -237,10 +237,7 @@ class MeanFlowQL(Agent):
         state["actor_opt"]["lr"].copy_(lr)
         if not self.official:
             self.soft_update(state, foreach)  # FQL: EMA towards the pre-update online critic
-        adam_step(list(state["actor"].values()), actor_grads, state["actor_opt"], self.actor_opt.betas,
-                  self.actor_opt.eps, foreach)
-        adam_step(list(state["critic"].values()), critic_grads, state["critic_opt"], self.critic_opt.betas,
-                  self.critic_opt.eps, foreach)
+        self.adam_steps(state, {"actor": actor_grads, "critic": critic_grads}, foreach)
         if self.official:
             self.soft_update(state, foreach)  # official: EMA towards the updated online critic
         state["update_count"].add_(1)

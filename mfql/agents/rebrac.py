@@ -20,8 +20,8 @@ from torch import nn
 from torch.func import functional_call
 
 from mfql.agents.base import CRITIC_RANGES, Agent, Batch, Params
-from mfql.agents.fql import xavier_dense
-from mfql.agents.optim import Adam, adam_step
+from mfql.agents.fql import mlp
+from mfql.agents.optim import Adam
 from mfql.ranges import INT_1, NONNEGATIVE, OPEN_FRACTION, POSITIVE, Range
 
 
@@ -33,14 +33,8 @@ class TanhActor(nn.Module):
     def __init__(self, in_dim: int, action_dim: int, hidden_dims: tuple[int, ...], layer_norm: bool,
                  final_scale: float):
         super().__init__()
-        layers: list[nn.Module] = []
-        for width in hidden_dims:
-            layers += [xavier_dense(in_dim, width), nn.GELU(approximate="tanh")]
-            layers += [nn.LayerNorm(width, eps=1e-6)] if layer_norm else []
-            in_dim = width
-        mean = xavier_dense(in_dim, action_dim)
-        nn.init.xavier_uniform_(mean.weight, gain=final_scale ** 0.5)  # variance scaling by final_scale
-        self.net = nn.Sequential(*layers, mean)
+        self.net = mlp(in_dim, action_dim, hidden_dims, layer_norm)
+        nn.init.xavier_uniform_(self.net[-1].weight, gain=final_scale ** 0.5)  # variance scaling by final_scale
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.net(obs))
@@ -130,10 +124,7 @@ class ReBRAC(Agent):
         """The update as one function of device tensors, in place on ``state`` (as the other methods')."""
         state = state if state is not None else self.state()
         grads, metrics, _ = self.gradients(batch, draws, state)
-        adam_step(list(state["actor"].values()), list(grads["actor"].values()), state["actor_opt"],
-                  self.actor_opt.betas, self.actor_opt.eps, foreach)
-        adam_step(list(state["critic"].values()), list(grads["critic"].values()), state["critic_opt"],
-                  self.critic_opt.betas, self.critic_opt.eps, foreach)
+        self.adam_steps(state, {name: grads[name].values() for name in self.NETWORKS}, foreach)
         # FQL's target_update after the step, towards the updated networks, on full updates only
         self.soft_update(state, foreach, rate=torch.where(self.full_update(), self.cfg.tau, 0.0))
         state["update_count"].add_(1)

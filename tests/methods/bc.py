@@ -16,7 +16,7 @@ from torch.func import functional_call
 
 from mfql.agents import register
 from mfql.agents.base import Agent, Batch, Params
-from mfql.agents.optim import Adam, adam_step
+from mfql.agents.optim import Adam
 from mfql.ranges import INT_1, OPEN_FRACTION, Range
 
 
@@ -60,8 +60,7 @@ class BehaviourCloning(Agent):
     def update_on_device(self, batch: Batch, draws: dict, state: dict | None = None, foreach: bool = True) -> dict:
         state = state if state is not None else self.state()
         grads, metrics, _ = self.gradients(batch, draws, state)
-        adam_step(list(state["actor"].values()), list(grads["actor"].values()), state["actor_opt"],
-                  self.actor_opt.betas, self.actor_opt.eps, foreach)
+        self.adam_steps(state, {"actor": grads["actor"].values()}, foreach)
         state["update_count"].add_(1)
         due = state["update_count"] % self.cfg.target_every == 0
         self.soft_update(state, foreach, rate=torch.where(due, self.cfg.tau, 0.0))
