@@ -93,7 +93,7 @@ def with_model(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     the command line's own ``agent.*`` options winning, and ``models`` itself left out."""
     models = cfg.models
     if cfg.model not in models:
-        raise ConfigError(f"model={cfg.model!r} is not valid for method={cfg.method} (valid: {', '.join(models)})")
+        raise ConfigError(f"model={cfg.model!r} is not valid (valid: {', '.join(models)})")
     sizes = models[cfg.model]
     with open_dict(cfg):
         del cfg["models"]
