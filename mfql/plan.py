@@ -15,7 +15,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from mfql.agents import METHODS, proposed
+from mfql.agents import METHODS, baselines, proposed
 from mfql.config import hydra_value, known_tasks, load_task, train_config
 from mfql.data.datasets import checksums_path
 from mfql.errors import ConfigError
@@ -32,9 +32,9 @@ TABLES = ["offline", "offline_env", "o2o"]
 
 
 def builtin_variants() -> dict:
-    """Every registered method as its paper ran it, a variant of the same name in every config; `variants:` adds
-    (or redefines) others."""
-    return {name: {"method": name} for name in METHODS}
+    """The paper's method and each baseline as their papers ran them, a variant of the same name in every config;
+    `variants:` adds (or redefines) others, of any registered method."""
+    return {name: {"method": name} for name in (proposed(), *baselines())}
 
 
 class PlanError(ConfigError):

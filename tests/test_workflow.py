@@ -12,6 +12,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from mfql.config import known_tasks
+from mfql.plan import builtin_variants
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow  # Snakemake, SLURM or DVC end to end: minutes
@@ -19,6 +20,7 @@ pytestmark = pytest.mark.slow  # Snakemake, SLURM or DVC end to end: minutes
 CI_CONFIG = ROOT / "tests" / "workflow" / "config.yaml"
 SWEEP_USER = ROOT / "tests" / "workflow" / "sweep_user.yaml"
 SUITES = ", ".join(OmegaConf.load(ROOT / "config" / "config.yaml").suites)
+BUILTIN = ", ".join(builtin_variants())  # the paper's method and its baselines, a variant each
 
 
 def snakemake(*args, cwd=ROOT, check=True, timeout=1800):
@@ -82,7 +84,7 @@ def test_ablation_and_sweep_plans():
      "'cube-single-play-singletask-task9-v0' (valid: ids of config/mfql/tasks/*.yaml"),
     (["results/offline/mfql-K9/cube-single-play-singletask-task1-v0/seed0/final.pt"],
      "target results/offline/mfql-K9/cube-single-play-singletask-task1-v0/: unknown variant 'mfql-K9' (valid: "
-     "mfql, fql, mfql-K1, mfql-fixed_alpha, mfql-corrected, mfql-mlp_actor, mfql-short_budget, or "
+     f"{BUILTIN}, mfql-K1, mfql-fixed_alpha, mfql-corrected, mfql-mlp_actor, mfql-short_budget, or "
      "<variant>-alpha<number>)"),
 ])
 def test_bad_config_stops_before_any_job(override, needle, tmp_path):
@@ -114,7 +116,7 @@ OFFLINE_ARGS = "args: {offline_steps: 100, eval_interval: 50, eval_episodes: 2, 
      "config error: suites.ci.offline.args.eval_episodes: 0 is less than the minimum of 1"),
     (OFFLINE_ARGS, "args: {seed: 3}", "config error: suites.ci.offline.args.seed: set by the pipeline"),
     ("variants: [mfql, fql]", "variants: [mfql, sac]",
-     "config error: suites.ci.variants: unknown variant 'sac' (valid: mfql, fql, or <variant>-alpha<number>)"),
+     f"config error: suites.ci.variants: unknown variant 'sac' (valid: {BUILTIN}, or <variant>-alpha<number>)"),
     ("variants: [mfql, fql]", "variants: [mfql, mfql-alpha3]\n    alpha_source: swept",
      "config error: alpha_source: swept needs the sweep's overlay results/sweep/alpha.yaml"),
 ])
