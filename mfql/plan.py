@@ -14,9 +14,10 @@ from pathlib import Path
 
 import jsonschema
 import yaml
+from omegaconf import OmegaConf
 
 from mfql.agents import METHODS, baselines, proposed
-from mfql.config import hydra_value, known_tasks, load_task, train_config
+from mfql.config import hydra_value, known_tasks, load_task, method_file, train_config
 from mfql.data.datasets import checksums_path
 from mfql.errors import ConfigError
 from mfql.report.sweep import alpha_grid, load_overlay, parse_sweep_variant, sweep_tasks, sweep_variant
@@ -152,10 +153,17 @@ class Plan:
         and options, and with alpha_source: swept the sweep's alpha for a task whose alpha is unpublished
         (offline, the paper's method, unless the variant sets alpha itself)."""
         method, options = self.variant_options(variant)
-        args = {**self.suite.get(setting, {}).get("args", {}), "method": method, **options}
+        args = {**self.suite_args(setting, method), "method": method, **options}
         if setting == "offline" and method == proposed() and task in self.swept_alpha and "agent.alpha" not in options:
             args["agent.alpha"] = self.swept_alpha[task]["alpha"]
         return args
+
+    def suite_args(self, setting: str, method: str) -> dict:
+        """The suite's args for a setting as they apply to ``method``: an ``agent.*`` option only where the method
+        has it (a suite may set MeanFlow-QL's options beside FQL runs; each method's own keys: its config file)."""
+        own = set(OmegaConf.load(method_file(method)).agent)
+        return {key: value for key, value in self.suite.get(setting, {}).get("args", {}).items()
+                if not key.startswith("agent.") or key.split(".")[1] in own}
 
     def as_options(self, args: dict) -> list[str]:
         """`key=value` options of `python -m mfql.train`: ``args`` and what the pipeline sets for every job."""
@@ -181,8 +189,12 @@ class Plan:
             checked = tasks[:1] + [t for t in tasks if "o2o" in self.tasks[t]][:1]
             variants = {v: None for t in checked for v in self.variants_of(t)}
             methods = {self.variant_options(v)[0]: None for v in variants}
+            for key in suite_args:
+                if key.startswith("agent.") and not any(key in self.suite_args(setting, m) for m in methods):
+                    raise PlanError(f"{where}.{key}: no method of this suite has it (valid: an agent option of "
+                                    f"{', '.join(methods)}; `python -m mfql.train --help` lists them)")
             # the suite's args with each method first, then each variant's own options on top
-            layers = [(where, {**suite_args, "method": m}, None) for m in methods]
+            layers = [(where, {**self.suite_args(setting, m), "method": m}, None) for m in methods]
             layers += [(f"variants.{v}", None, v) for v in variants]
             for label, fixed, variant in layers:
                 for task in checked:

@@ -142,3 +142,17 @@ def test_task_pattern_matches_exactly_its_tasks():
     pattern = re.compile(f"^(?:{task_pattern([CUBE1, 'antmaze-large-diverse-v2'])})$")
     assert pattern.match(CUBE1) and pattern.match("antmaze-large-diverse-v2")
     assert not pattern.match(CUBE2) and not pattern.match("antmaze-large-diverseXv2")
+
+
+def test_a_suites_agent_option_reaches_the_methods_that_have_it_and_one_that_none_has_is_refused():
+    config = copy.deepcopy(CONFIG)
+    config["suites"]["quick"]["offline"]["args"].update({"agent.alpha_bounds": [0.5, 2.0], "agent.discount": 0.9})
+    plan = Plan(config, TASKS)
+    plan.check_train_args()
+    assert plan.train_args("offline", "mfql", CUBE1)["agent.alpha_bounds"] == [0.5, 2.0]
+    assert "agent.alpha_bounds" not in plan.train_args("offline", "fql", CUBE1)  # MeanFlow-QL's option only
+    assert plan.train_args("offline", "fql", CUBE1)["agent.discount"] == 0.9  # every method has a discount
+    config["suites"]["quick"]["offline"]["args"]["agent.num_candidatess"] = 3
+    with pytest.raises(PlanError, match=r"^suites.quick.offline.args.agent.num_candidatess: no method of this suite "
+                                        r"has it \(valid: an agent option of mfql, fql;"):
+        Plan(config, TASKS).check_train_args()
