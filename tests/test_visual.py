@@ -73,8 +73,8 @@ def test_packed_pixel_seeds_equal_each_seed_trained_alone(tmp_path, visual_dir):
     against seed=0 and seed=1 run alone: the same evaluations, weights within float round-off. vmap batches
     the seeds' matmuls and convolutions, so gradients differ in the last bits; Adam divides by the gradient's
     running scale, which turns such a difference in a near-zero gradient into up to a learning rate (1e-4, 3e-4)
-    of weight, on a few elements of the convolutions (how many depends on the threads' reduction order), the
-    rest within 1e-5."""
+    of weight per update: measured (2026-12-06, 2-core CPU) 0.15 % of the elements beyond 1e-5, all in the
+    critic's convolutions, the largest 3.7e-4 after 10 updates."""
     extra = ["offline_steps=10", "eval_interval=10"]
     run_module("mfql.train", *[a for a in args(tmp_path / "packed", visual_dir.parent, "seeds=[0,1]", *extra)
                                if a != "seed=0"])  # seeds replaces seed (both at once is refused)
@@ -84,10 +84,10 @@ def test_packed_pixel_seeds_equal_each_seed_trained_alone(tmp_path, visual_dir):
         packed = tmp_path / "packed" / f"seed{seed}"
         assert (packed / "eval.csv").read_text() == (alone / "eval.csv").read_text()
         a, b = (torch.load(p / "final.pt", weights_only=True) for p in (alone, packed))
-        for part in ("actor", "critic", "target_critic"):
-            for key in a[part]:
-                # atol: the critic's learning rate (3e-4), the most one such Adam step can move an element
-                torch.testing.assert_close(b[part][key], a[part][key], rtol=1e-5, atol=3e-4)
+        diffs = torch.cat([(b[part][key] - a[part][key]).abs().flatten()
+                           for part in ("actor", "critic", "target_critic") for key in a[part]])
+        assert diffs.max() <= 10 * 3e-4  # at most the critic's learning rate per update
+        assert (diffs > 1e-5).float().mean() < 0.01  # measured: 0.15 %, all in the critic's encoder
 
 
 class Frames(gymnasium.Env):
