@@ -17,14 +17,14 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-# The methods that exist only for the tests (tests/methods/) are registered here and in every subprocess.
-os.environ["MFQL_METHODS"] = "tests.methods"
-
-from mfql.agents import make_agent as make_method_agent  # noqa: E402
-from mfql.config import compose  # noqa: E402
+import tests.methods  # noqa: F401  (registers the methods that exist only for the tests, tests/methods/)
+from mfql.agents import make_agent as make_method_agent
+from mfql.config import compose
 
 ROOT = Path(__file__).resolve().parent.parent
 TASK = "cube-single-play-singletask-task1-v0"
+# A subprocess that may train a test-only method: it registers them too (its working directory is the root).
+TEST_METHODS = {"MFQL_METHODS": "tests.methods"}
 # A training run small enough for a test: the small model, 10-step episodes, one evaluation episode, CPU.
 QUICK = ["model=small", "env_max_steps=10", "eval_episodes=1", "log_interval=10", "device=cpu"]
 
@@ -74,12 +74,12 @@ def train(out, data_dir, *extra, check=True, env=None, **kw):
 
 
 def kill_and_resume(args: list[str], out: Path, random_kills: int, seed: int, delays=(2.0, 8.0),
-                    resume_dir: Path | None = None):
+                    resume_dir: Path | None = None, env=None):
     """Run ``python -m mfql.train *args`` (its out_dir ``out``), SIGKILL it while a resume state is written and
     at seeded random moments (``kill_repeatedly``), then run it to the end."""
     cmd = [sys.executable, "-m", "mfql.train", *args]
-    kill_repeatedly(cmd, resume_dir or out / "_resume", random_kills=random_kills, seed=seed, delays=delays)
-    return run_module("mfql.train", *args)
+    kill_repeatedly(cmd, resume_dir or out / "_resume", random_kills=random_kills, seed=seed, delays=delays, env=env)
+    return run_module("mfql.train", *args, env=env)
 
 
 @pytest.fixture(scope="session")
@@ -186,10 +186,11 @@ def read_csv(path):
         return list(csv.DictReader(handle))
 
 
-def kill_repeatedly(cmd, resume_dir, random_kills, seed, delays):
+def kill_repeatedly(cmd, resume_dir, random_kills, seed, delays, env=None):
     """SIGKILL ``cmd`` twice while a resume state in ``resume_dir`` is being written (atomic_write's temporary
     exists), then ``random_kills`` times at seeded random moments, each time starting it again."""
-    start = lambda: subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: E731
+    start = lambda: subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,  # noqa: E731
+                                     env=env)
 
     def writing_checkpoint():
         return resume_dir.is_dir() and any(p.name.startswith(".state.pt.") for p in resume_dir.iterdir())

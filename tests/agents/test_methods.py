@@ -3,6 +3,8 @@ tests/methods/ alike. A new method is in every check by being registered."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -142,14 +144,15 @@ def test_a_run_writes_every_file_and_resumes_after_sigkill_as_if_never_killed(me
     extra = [f"method={method}", "seed=1", "offline_steps=40", "online_steps=30", "eval_interval=20",
              "checkpoint_interval=3", "env_max_steps=12"]
     ref, out = tmp_path / "ref", tmp_path / "killed"
-    run.train(ref, ogbench_dir.parent, *extra)
+    env = {**os.environ, **run.TEST_METHODS}
+    run.train(ref, ogbench_dir.parent, *extra, env=env)
     assert sorted(p.name for p in ref.iterdir()) == [".lock", "config.yaml", "eval.csv", "final.pt", "meta.json",
                                                       "train.csv"]
     assert [int(r["step"]) for r in run.read_csv(ref / "train.csv")][-1] == 70
     assert f"method: {method}" in (ref / "config.yaml").read_text()
-    evaluated = run.run_module("mfql.evaluate", f"checkpoint={ref / 'final.pt'}", "episodes=2", "seed=1")
+    evaluated = run.run_module("mfql.evaluate", f"checkpoint={ref / 'final.pt'}", "episodes=2", "seed=1", env=env)
     assert '"episodes": 2' in evaluated.stdout  # the checkpoint says which method to rebuild
-    run.kill_and_resume(run.train_args(out, ogbench_dir.parent, *extra), out, random_kills=2, seed=0)
+    run.kill_and_resume(run.train_args(out, ogbench_dir.parent, *extra), out, random_kills=2, seed=0, env=env)
     assert (out / "eval.csv").read_bytes() == (ref / "eval.csv").read_bytes()
     strip = lambda rows: [{k: v for k, v in r.items() if k != "updates_per_s"} for r in rows]  # noqa: E731
     assert strip(run.read_csv(out / "train.csv")) == strip(run.read_csv(ref / "train.csv"))
