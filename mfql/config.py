@@ -128,6 +128,14 @@ def method_file(method: str) -> Path:
 
 
 @functools.lru_cache(maxsize=None)
+def method_config(method: str) -> DictConfig:
+    """A method's config file as read (read-only; read once per process): its ``agent`` options, ``models``."""
+    cfg = OmegaConf.load(method_file(method))
+    OmegaConf.set_readonly(cfg, True)
+    return cfg
+
+
+@functools.lru_cache(maxsize=None)
 def defaults(name: str, method: str | None = None) -> DictConfig:
     """A command's composed defaults (required keys left as ???), for ``method`` if the command has one: the
     types every option must keep."""

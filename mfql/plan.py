@@ -14,10 +14,9 @@ from pathlib import Path
 
 import jsonschema
 import yaml
-from omegaconf import OmegaConf
 
 from mfql.agents import METHODS, baselines, proposed
-from mfql.config import hydra_value, known_tasks, load_task, method_file, train_config
+from mfql.config import hydra_value, known_tasks, load_task, method_config, train_config
 from mfql.data.datasets import checksums_path
 from mfql.errors import ConfigError
 from mfql.report.sweep import alpha_grid, load_overlay, parse_sweep_variant, sweep_tasks, sweep_variant
@@ -161,7 +160,7 @@ class Plan:
     def suite_args(self, setting: str, method: str) -> dict:
         """The suite's args for a setting as they apply to ``method``: an ``agent.*`` option only where the method
         has it (a suite may set MeanFlow-QL's options beside FQL runs; each method's own keys: its config file)."""
-        own = set(OmegaConf.load(method_file(method)).agent)
+        own = set(method_config(method).agent)
         return {key: value for key, value in self.suite.get(setting, {}).get("args", {}).items()
                 if not key.startswith("agent.") or key.split(".")[1] in own}
 

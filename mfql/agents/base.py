@@ -21,6 +21,7 @@ from torch.utils._pytree import tree_leaves
 from mfql.agents.encoders import ENCODERS, make_encoder
 from mfql.agents.networks import Critic
 from mfql.agents.optim import adam_step
+from mfql.errors import ConfigError
 from mfql.ranges import INT_1, OPEN_FRACTION, POSITIVE, Range, check_choices, check_ranges
 
 Batch = dict[str, torch.Tensor]
@@ -83,8 +84,6 @@ class Agent:
         check_ranges(cfg, cls.RANGES, prefix="agent.")
         check_choices(cfg, cls.CHOICES, prefix="agent.")
         if cfg.get("encoder") is not None and cfg.encoder not in ENCODERS:
-            from mfql.errors import ConfigError
-
             raise ConfigError(f"agent.encoder={cfg.encoder!r} is not valid (valid: null or one of "
                               f"{', '.join(ENCODERS)})")
 
@@ -230,13 +229,13 @@ class Agent:
                 **{name: getattr(self, name).state for name in self.optimizers()}, "update_count": self.update_count}
 
     @torch.no_grad()
-    def soft_update(self, state: dict | None = None, foreach: bool = True, names: tuple[str, ...] | None = None,
+    def soft_update(self, state: dict | None = None, foreach: bool = True,
                     rate: float | torch.Tensor | None = None) -> None:
-        """Move each target (of ``names``, default all) towards its network by ``rate`` (default ``tau``; a
-        tensor, e.g. ``tau`` on every n-th update and 0 otherwise, keeps the update free of host reads)."""
+        """Move each target towards its network by ``rate`` (default ``tau``; a tensor, e.g. ``tau`` on every
+        n-th update and 0 otherwise, keeps the update free of host reads)."""
         state = state if state is not None else self.state()
         rate = self.cfg.tau if rate is None else rate
-        for name in self.TARGETS if names is None else names:
+        for name in self.TARGETS:
             target, online = list(state[f"target_{name}"].values()), list(state[name].values())
             if foreach and not isinstance(rate, torch.Tensor):
                 torch._foreach_lerp_(target, online, rate)

@@ -100,6 +100,7 @@ class PixelBuffer:
     """The offline buffer of a pixel task (pixel tasks are offline only): frames once as uint8 (on the device
     when they fit in a quarter of its free memory, else in host memory), stacks built from indices,
     FQL's random-shift augmentation on each batch drawn. ``offline``: the frame store shared by a packed job."""
+    next_actions = False  # as ReplayBuffer's
 
     def __init__(self, dataset: dict[str, np.ndarray], frame_stack: int, p_aug: float | None, device: torch.device,
                  offline: FrameStore | None = None):
@@ -111,8 +112,6 @@ class PixelBuffer:
         self.num_online = 0
         self.p_aug = p_aug or 0.0
         self.device = device
-
-    next_actions = False  # as ReplayBuffer's
 
     def gather(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         obs, next_obs = self.store.observations(idx)

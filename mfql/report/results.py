@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 from mfql.agents import METHODS
 from mfql.agents.schedules import evaluation_steps
-from mfql.config import hydra_value, load_task, method_file, train_config
+from mfql.config import hydra_value, load_task, method_config, train_config
 from mfql.errors import ResultError
 from mfql.report.stats import run_score
 from mfql.run.folder import key_config
@@ -81,7 +81,7 @@ def flatten(tree: dict, prefix: str = "") -> dict:
 
 def paper_sizes(cfg) -> bool:
     """Whether the run's networks are the paper's: every size its method's ``models.paper`` sets."""
-    paper = OmegaConf.load(method_file(cfg.method)).models.paper
+    paper = method_config(cfg.method).models.paper
     return all(OmegaConf.select(cfg.agent, key) == value for key, value in paper.items())
 
 

@@ -43,7 +43,7 @@ def key_config(cfg: DictConfig) -> dict:
     plain = OmegaConf.to_container(cfg, resolve=True)
     for key in PLACEMENT_KEYS:
         plain.pop(key, None)
-    if plain["agent"].get("encoder", None) is None:  # a state run: the key it had before pixel runs existed
+    if plain["agent"].get("encoder") is None:  # a state run: the key it had before pixel runs existed
         plain["agent"].pop("encoder", None)
         for key in PIXEL_KEYS:
             plain.pop(key, None)
@@ -143,10 +143,11 @@ class RunFolder:
         if found is not None and found[0] != key:
             if not overwrite:
                 self.release(remove=self._created_lock)  # leave a refused folder as it was
-                if self.key_format() not in (None, RUN_KEY_FORMAT):
+                key_format = self.key_format()
+                if key_format not in (None, RUN_KEY_FORMAT):
                     raise ConfigError(
                         f"out_dir={str(self.path)!r} holds {found[2]} keyed by an earlier mfql (run key format "
-                        f"{self.key_format()}, now {RUN_KEY_FORMAT}: each method has its own options since "
+                        f"{key_format}, now {RUN_KEY_FORMAT}: each method has its own options since "
                         f"2026-12-06, CHANGELOG.md); pass overwrite=true to retrain it, or choose another out_dir")
                 what = "another run" if found[0] else "files of"
                 raise ConfigError(
