@@ -26,7 +26,7 @@ rule all:
     default_target: True
 
 
-localrules: all, run_files, fetch_ogbench, fetch_minari, collect_runs, make_tables, plot_curves, plot_aggregates, verify_results, check_verification, claims
+localrules: all, run_files, fetch_ogbench, fetch_minari, collect_runs, make_tables, plot_curves, plot_aggregates, verify_results, check_verification, claims, efficiency
 
 
 include: "workflow/rules/data.smk"

@@ -1,15 +1,16 @@
 """Speed benchmark: ``python -m mfql.bench [updates=...] [device=...] [compile=...]`` prints JSON.
 
-Per model (the paper's, the small CPU model, FQL's networks with method=fql, and both methods' pixel networks
-behind impala_small encoders on 64x64x9 uint8 inputs), on cube-single shapes
-(obs 28, act 5, batch 256, K = 5), each of the first three in a fresh process: eager and compiled updates/s
-(one after the other, then side by side in alternating rounds), kernels and host reads per update, compile
-time, peak device memory, GFLOP per update, one-step action latency and parameter counts, and the eager
-update's dispatch share: its time at the dispatch floor (every op, next to no arithmetic) over its full time.
-Then evaluation episodes/s on the real cube-single environment, played one at a time and in lockstep (in this
-process and in env worker processes); aggregate updates/s of S seeds packed in one process, beside the gain
-that the packed update's dispatch share allows (Amdahl); and the paper suite's projected device hours with
-the evaluation's share of them.
+Per model (MeanFlow-QL's paper and small CPU models; every method's networks at ``efficiency_model``'s sizes;
+every method's pixel networks behind impala_small encoders on 64x64x9 uint8 inputs), on cube-single shapes
+(obs 28, act 5, batch 256, K = 5), each of the first two and each method in a fresh process: eager and
+compiled updates/s (one after the other, then side by side in alternating rounds), kernels and host reads per
+update, compile time, peak device memory, GFLOP per update, one-step action latency and parameter counts, and
+the eager update's dispatch share: its time at the dispatch floor (every op, next to no arithmetic) over its
+full time. Then evaluation episodes/s on the real cube-single environment, played one at a time and in
+lockstep (in this process and in env worker processes); aggregate updates/s of S seeds packed in one process,
+beside the gain that the packed update's dispatch share allows (Amdahl); and the paper suite's projected
+device hours with the evaluation's share of them. The efficiency section adds, per method, network calls per
+action and per update (counted) and the process's peak memory: the paper's performance-efficiency comparison.
 
 Over 300 lines on purpose: one section per figure the JSON reports, read top to bottom; the measuring
 tools themselves are in mfql/run/profiling.py.
@@ -21,7 +22,6 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from functools import partial
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ import yaml
 from omegaconf import ListConfig
 from torch.utils.flop_counter import FlopCounterMode
 
-from mfql.agents import baselines, make_agent, proposed
+from mfql.agents import METHODS, baselines, make_agent, proposed
 from mfql.agents.base import Agent
 from mfql.agents.networks import count_params
 from mfql.config import CONFIG_DIR, check_device, check_out_file, compose, known_tasks, load_task, require_int, run_cli
@@ -39,6 +39,7 @@ from mfql.run.devices import check_cpp_compiler, configure_cpu, device_name, res
 from mfql.run.profiling import HostReads, compiled_cpu_kernels, kernels, side_by_side, sync, timed
 
 OBS_DIM, ACTION_DIM = 28, 5
+SECTIONS = ("paper", "small", "efficiency", "pixels", "evaluation", "packed")  # sections=[...] runs these only
 EVAL_TASK = "cube-single-play-singletask-task1-v0"
 PIXEL_SHAPE = (64, 64, 9)  # the pixel tasks' observations: 3 stacked 64x64x3 frames
 
@@ -57,6 +58,7 @@ def synthetic_batch(batch_size: int, device: torch.device, pixels: bool = False)
         "rewards": -torch.rand(batch_size, generator=g),
         "masks": torch.ones(batch_size),
         "next_observations": synthetic_obs(batch_size, pixels, g),
+        "next_actions": torch.rand(batch_size, ACTION_DIM, generator=g) * 2 - 1,  # read by ReBRAC's critic only
     }
     return {k: v.to(device) for k, v in batch.items()}
 
@@ -165,6 +167,86 @@ def bench_model(model: str, device: torch.device, updates: int, act_repeats: int
         act = lambda obs=obs: agent.act(obs)  # noqa: E731
         out[f"act_latency_ms_batch{batch_size}"] = 1e3 * timed(act, act_repeats, device)
     return out
+
+
+def network_calls(agent: Agent, fn: Callable) -> dict[str, int]:
+    """Forward calls of each of the agent's networks while ``fn()`` runs (a ModuleDict's networks apart: FQL's
+    flow and one-step policies), networks not called left out: what one action or one update costs in calls."""
+    counts: dict[str, int] = {}
+    handles = []
+    for name in agent.modules():
+        module = getattr(agent, name)
+        parts = module.items() if isinstance(module, torch.nn.ModuleDict) else [(None, module)]
+        for part, net in parts:
+            label = name if part is None else f"{name}.{part}"
+            counts[label] = 0
+
+            def count(*_, label=label):
+                counts[label] += 1
+
+            handles.append(net.register_forward_pre_hook(count))
+    try:
+        fn()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return {label: n for label, n in counts.items() if n}
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """CUDA: the device memory the process allocated at its peak; CPU: the process's peak resident set (the
+    interpreter, torch and the model: run in a fresh process per method, as ``isolated`` does)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def bench_efficiency(model: str, device: torch.device, updates: int, act_repeats: int, compile: bool,
+                     method: str) -> dict:
+    """One method's cost, for the performance-efficiency comparison: training updates/s (eager, and compiled
+    if ``compile``) and GFLOP per update, action latency at batch 1 and 50, network calls per action and per
+    update, parameters per network and the peak memory (in a fresh process: ``isolated``)."""
+    agent = make_bench_agent(model, device, compile=False, method=method)
+    batch = synthetic_batch(agent.cfg.batch_size, device)
+    out = {"method": method, "label": METHODS[method].LABEL, "model": model,
+           "eager": bench_update(agent, batch, updates, device, count_kernels=False)}
+    if compile:
+        compiled = make_bench_agent(model, device, compile=True, method=method)
+        out["compiled"] = bench_update(compiled, batch, updates, device, count_kernels=False)
+    with FlopCounterMode(display=False) as counter:
+        agent.update(batch, 1)
+    out["gflop_per_update"] = counter.get_total_flops() / 1e9
+    out["params"] = {name: count_params(getattr(agent, name)) for name in agent.NETWORKS}
+    out["params_total"] = sum(out["params"].values())
+    for batch_size in (1, 50):
+        obs = synthetic_obs(batch_size, False, torch.Generator().manual_seed(1)).to(device)
+        out[f"act_latency_ms_batch{batch_size}"] = 1e3 * timed(lambda obs=obs: agent.act(obs), act_repeats, device)
+    one = synthetic_obs(1, False, torch.Generator().manual_seed(2)).to(device)
+    out["calls_per_action"] = network_calls(agent, lambda: agent.act(one))
+    out["calls_per_update"] = network_calls(agent, lambda: agent.update(batch, 2))
+    out["peak_memory_mb"] = peak_memory_mb(device)
+    out["peak_memory_kind"] = "device, allocated" if device.type == "cuda" else "process, resident"
+    return out
+
+
+def efficiency_rows(section: dict) -> list[dict]:
+    """The efficiency section as one flat row per method (the report's table)."""
+    rows = []
+    for entry in (section[name] for name in METHODS if name in section):
+        best = max(entry["eager"]["updates_per_s"], entry.get("compiled", {}).get("updates_per_s", 0.0))
+        rows.append({"method": entry["method"], "label": entry["label"], "model": entry["model"],
+                     "updates_per_s": best, "compiled": "compiled" in entry and
+                     entry["compiled"]["updates_per_s"] >= entry["eager"]["updates_per_s"],
+                     "gflop_per_update": entry["gflop_per_update"],
+                     "act_latency_ms_batch1": entry["act_latency_ms_batch1"],
+                     "act_latency_ms_batch50": entry["act_latency_ms_batch50"],
+                     "calls_per_action": sum(entry["calls_per_action"].values()),
+                     "calls_per_update": sum(entry["calls_per_update"].values()),
+                     "params": entry["params_total"], "peak_memory_mb": entry["peak_memory_mb"],
+                     "peak_memory_kind": entry["peak_memory_kind"]})
+    return rows
 
 
 def _in_child(cpu: tuple, fn, args: tuple, kwargs: dict):
@@ -325,6 +407,12 @@ def main(argv: list[str]) -> None:
         raise ConfigError(f"packed_seeds={list(cfg.packed_seeds)} is not valid (valid: integers >= 1)")
     if not set(cfg.packed_models) <= {"paper", "small"}:
         raise ConfigError(f"packed_models={list(cfg.packed_models)} is not valid (valid: paper, small)")
+    if cfg.efficiency_model not in ("paper", "small"):
+        raise ConfigError(f"efficiency_model={cfg.efficiency_model!r} is not valid (valid: paper, small)")
+    if cfg.sections is not None and (not isinstance(cfg.sections, ListConfig) or not len(cfg.sections)
+                                     or not set(cfg.sections) <= set(SECTIONS)):
+        raise ConfigError(f"sections={cfg.sections!r} is not valid (valid: null for all, or a non-empty list of "
+                          f"{', '.join(SECTIONS)})")
     if cfg.compile not in (None, True, False):
         raise ConfigError(f"compile={cfg.compile!r} is not valid (valid: null, true, false)")
     check_device(cfg.device)
@@ -342,23 +430,26 @@ def main(argv: list[str]) -> None:
     sections = {
         "paper": lambda: isolated(cpu, bench_model, "paper", device, cfg.updates, cfg.act_repeats, compile),
         "small": lambda: isolated(cpu, bench_model, "small", device, cfg.updates * 4, cfg.act_repeats, compile),
-        # each baseline with its own paper networks (FQL: 4 x 512 MLPs), beside MeanFlow-QL's paper model
-        **{name: partial(isolated, cpu, bench_model, "paper", device, cfg.updates * 2, cfg.act_repeats, compile,
-                         method=name) for name in baselines()},
+        # every method with its own networks at efficiency_model's sizes, each in a fresh process (its peak
+        # memory its own): the performance-efficiency comparison
+        "efficiency": lambda: {name: isolated(cpu, bench_efficiency, cfg.efficiency_model, device, cfg.updates * 2,
+                                              cfg.act_repeats, compile, name) for name in (proposed(), *baselines())},
         # the pixel tasks' networks: each behind its own impala_small encoder, 64x64x9 uint8 inputs (eager only:
         # more compiles would not fit tools/gpu-check.sh's time for the benchmark)
-        **{f"pixels_{name}": partial(bench_model, "paper", device, max(2, cfg.updates // 4),
-                                     max(1, cfg.act_repeats // 5), False, method=name, pixels=True)
-           for name in (proposed(), *baselines())},
+        "pixels": lambda: {name: bench_model("paper", device, max(2, cfg.updates // 4), max(1, cfg.act_repeats // 5),
+                                             False, method=name, pixels=True) for name in (proposed(), *baselines())},
         "evaluation": lambda: bench_evaluation("paper", device, cfg.eval_episodes, cfg.eval_env_steps,
                                                list(cfg.eval_env_workers)),
         "packed": lambda: {model: bench_packed(model, device, max(2, cfg.updates // 2) if model == "paper"
                                                else cfg.updates * 2, sizes, packed_compile)
                            for model in cfg.packed_models},
     }
+    if cfg.sections is not None:
+        sections = {name: sections[name] for name in cfg.sections}
     result = measure({"device": str(device), "device_name": device_name(device), "torch": torch.__version__,
                       "threads": torch.get_num_threads()}, sections, cfg.out)
-    result["paper_suite"] = paper_suite_projection(result, sizes)
+    if {"paper", "evaluation", "packed"} <= set(sections):
+        result["paper_suite"] = paper_suite_projection(result, sizes)
     result["complete"] = True
     if cfg.out is not None:
         write_json(cfg.out, result)

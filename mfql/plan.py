@@ -27,7 +27,8 @@ TRAIN_RULES = {"offline": "train_offline", "o2o": "finetune_online"}  # the trai
 PIPELINE_KEYS = ("task", "seed", "seeds", "out_dir", "data_dir", "model", "device", "threads", "overwrite", "method")
 OVERLAY = "results/sweep/alpha.yaml"  # the sweep's picks, read by suites with alpha_source: swept
 RUN_LOG_FILES = ["eval.csv", "train.csv", "config.yaml", "meta.json"]
-FIGURES = ["curves_offline", "curves_env", "curves_o2o", "aggregates", "claims", "profiles"]
+FIGURES = ["curves_offline", "curves_env", "curves_o2o", "aggregates", "claims", "profiles", "efficiency"]
+EFFICIENCY_BENCH = "results/efficiency/bench.json"  # every method's measured cost on the suite's device and model
 TABLES = ["offline", "offline_env", "o2o"]
 
 
@@ -235,6 +236,7 @@ class Plan:
         return (
             [f"results/tables/{t}.{ext}" for t in TABLES for ext in ("csv", "md", "tex")]
             + [f"results/figures/{f}.{ext}" for f in FIGURES for ext in ("png", "pdf")]
+            + ["results/tables/efficiency.csv", "results/tables/efficiency.md", EFFICIENCY_BENCH]
             + ["results/figures/toy/toy.png", "results/verification/report.md", "results/verification/report.csv",
                "results/verification/claims.md", "results/verification/claims.csv"]
             + ([OVERLAY] if self.sweep else [])

@@ -8,8 +8,17 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from mfql.agents import METHODS
 from mfql.agents.networks import count_params
-from mfql.bench import amdahl_gain, isolated, make_bench_agent, measure, synthetic_batch
+from mfql.bench import (
+    amdahl_gain,
+    bench_efficiency,
+    efficiency_rows,
+    isolated,
+    make_bench_agent,
+    measure,
+    synthetic_batch,
+)
 
 
 def child_state() -> dict:
@@ -80,3 +89,26 @@ def test_a_benchmark_cut_short_keeps_the_sections_it_measured(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["bench.json"]  # no temporary file left
     result = measure({"device": "cpu"}, {"paper": lambda: {"updates_per_s": 1.5}}, None)
     assert result == {"device": "cpu", "complete": False, "paper": {"updates_per_s": 1.5}}
+
+
+def test_the_efficiency_section_measures_every_method_and_counts_its_network_calls():
+    cpu = torch.device("cpu")
+    section = {m: bench_efficiency("small", cpu, 2, 2, False, m) for m in METHODS}
+    for method, entry in section.items():
+        agent = make_bench_agent("small", cpu, compile=False, method=method)
+        assert entry["params"] == {name: count_params(getattr(agent, name)) for name in agent.NETWORKS}
+        assert entry["act_latency_ms_batch1"] > 0 and entry["act_latency_ms_batch50"] > 0
+        assert entry["eager"]["updates_per_s"] > 0 and entry["gflop_per_update"] > 0
+        assert entry["peak_memory_mb"] > 0 and "compiled" not in entry
+    # what the paper's efficiency claim rests on, counted rather than assumed: one network call per action for
+    # FQL's one-step policy and ReBRAC, MeanFlow-QL's K candidates in one batched actor call and one critic call to
+    # choose among them; FQL's 10 Euler steps of the flow policy only in training (its BC loss, then the target)
+    assert section["fql"]["calls_per_action"] == {"actor.onestep": 1}
+    assert section["rebrac"]["calls_per_action"] == {"actor": 1}
+    assert section["mfql"]["calls_per_action"]["actor"] == 1 and sum(section["mfql"]["calls_per_action"].values()) == 2
+    assert section["fql"]["calls_per_update"]["actor.bc_flow"] == 1 + 10
+    assert section["rebrac"]["calls_per_update"]["target_actor"] == 1  # step 2: an actor step (actor_freq 2)
+    builtin = ("mfql", "fql", "rebrac")
+    rows = efficiency_rows({m: section[m] for m in reversed(builtin)})  # rows in the registry's order
+    assert [r["method"] for r in rows] == list(builtin) and [r["calls_per_action"] for r in rows] == [2, 1, 1]
+    assert [r["params"] for r in rows] == [sum(section[m]["params"].values()) for m in builtin]

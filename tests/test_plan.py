@@ -24,12 +24,13 @@ def plan_of(suite: str, **changes) -> Plan:
     return Plan(config, TASKS)
 
 
-def test_quick_suite_runs_both_methods_on_its_tasks_and_seeds():
+def test_quick_suite_runs_every_method_on_its_tasks_and_seeds():
     plan = plan_of("quick")
-    assert plan.runs("offline") == [(v, t, s) for t in (CUBE1, CUBE2) for v in ("mfql", "fql") for s in (0, 1)]
-    assert plan.runs("o2o") == [("mfql", CUBE2, 0), ("fql", CUBE2, 0)]
+    methods = ("mfql", "fql", "rebrac")
+    assert plan.runs("offline") == [(v, t, s) for t in (CUBE1, CUBE2) for v in methods for s in (0, 1)]
+    assert plan.runs("o2o") == [(v, CUBE2, 0) for v in methods]
     assert plan.seeds_per_job("offline") == 1
-    assert len(plan.eval_files()) == 2 * (8 + 2)
+    assert len(plan.eval_files()) == 2 * (12 + 3)
     assert plan.dataset_files() == ["resources/checksums/cube-single-play-v0.json"]
     assert "results/sweep/alpha.yaml" not in plan.final_targets()
 
@@ -154,5 +155,5 @@ def test_a_suites_agent_option_reaches_the_methods_that_have_it_and_one_that_non
     assert plan.train_args("offline", "fql", CUBE1)["agent.discount"] == 0.9  # every method has a discount
     config["suites"]["quick"]["offline"]["args"]["agent.num_candidatess"] = 3
     with pytest.raises(PlanError, match=r"^suites.quick.offline.args.agent.num_candidatess: no method of this suite "
-                                        r"has it \(valid: an agent option of mfql, fql;"):
+                                        r"has it \(valid: an agent option of mfql, fql, rebrac;"):
         Plan(config, TASKS).check_train_args()

@@ -1,4 +1,4 @@
-"""Pixel-based tasks end to end on a regenerated visual dataset: both methods train and write every run file,
+"""Pixel-based tasks end to end on a regenerated visual dataset: every method trains and write every run file,
 a visual run killed mid-way resumes to the same result, and the evaluation's frame stacks are the training's."""
 
 import os
@@ -23,8 +23,8 @@ def args(out, data_dir, *extra):
 
 
 @pytest.mark.slow
-def test_visual_runs_of_both_methods_write_every_run_file(tmp_path, visual_dir):
-    for method in ("mfql", "fql"):
+def test_visual_runs_of_every_method_write_every_run_file(tmp_path, visual_dir):
+    for method in ("mfql", "fql", "rebrac"):
         out = tmp_path / method
         run_module("mfql.train", *args(out, visual_dir.parent, f"method={method}", "offline_steps=10",
                                        "eval_interval=10"))

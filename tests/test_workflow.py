@@ -40,18 +40,19 @@ def test_lint_is_clean():
     assert "Congratulations, your workflow is in a good condition!" in proc.stdout + proc.stderr
 
 
-def test_paper_suite_plan_has_both_methods_for_every_task_and_seed():
+def test_paper_suite_plan_has_every_method_for_every_task_and_seed():
     proc = snakemake("-n", "--config", "suite=paper", timeout=300)
     counts = job_counts(proc.stdout)
     # seeds_per_job 8: one job per variant and task trains its 8 seeds (4 for the 5 visual tasks) in one process
-    assert counts["train_offline_seeds_0_1_2_3_4_5_6_7"] == 2 * 68 and counts["train_offline_seeds_0_1_2_3"] == 2 * 5
+    assert counts["train_offline_seeds_0_1_2_3_4_5_6_7"] == 3 * 68 and counts["train_offline_seeds_0_1_2_3"] == 3 * 5
     plan = snakemake("-n", "-p", "--config", "suite=paper", timeout=300).stdout
     assert "seeds='[0,1,2,3,4,5,6,7]' out_dir=results/offline/fql/door-human-v1 " in plan
     assert re.search(r"out_dir=results/offline/fql/door-human-v1 .* method=fql ", plan)
     # and O2O: one job per variant and task for its 8 seeds, each seed with its own environment and online rows
-    assert counts["finetune_online_seeds_0_1_2_3_4_5_6_7"] == 2 * 15 and "finetune_online" not in counts
+    assert re.search(r"out_dir=results/offline/rebrac/door-human-v1 .* method=rebrac ", plan)
+    assert counts["finetune_online_seeds_0_1_2_3_4_5_6_7"] == 3 * 15 and "finetune_online" not in counts
     assert counts["fetch_ogbench"] == 15 and counts["fetch_minari"] == 18 and counts["claims"] == 1
-    for method in ("mfql", "fql"):
+    for method in ("mfql", "fql", "rebrac"):
         planned = set(re.findall(rf"results/offline/{method}/([^/]+)/seed\d+/final\.pt", proc.stdout))
         assert planned == set(known_tasks()) and len(planned) == 73
         o2o = set(re.findall(rf"results/o2o/{method}/([^/]+)/seed\d+/final\.pt", proc.stdout))
@@ -162,26 +163,31 @@ def test_quick_suite_produces_tables_figures_and_reports(quick_run):
     for name in ("offline", "offline_env", "o2o"):
         for ext in ("csv", "md", "tex"):
             assert (results / "tables" / f"{name}.{ext}").stat().st_size > 0
-    for name in ("curves_offline", "curves_env", "curves_o2o", "aggregates", "claims", "profiles"):
+    for name in ("curves_offline", "curves_env", "curves_o2o", "aggregates", "claims", "profiles", "efficiency"):
         for ext in ("png", "pdf"):
             assert (results / "figures" / f"{name}.{ext}").stat().st_size > 1000
     assert (results / "figures" / "toy" / "toy.png").exists()
-    offline = pd.read_csv(results / "tables" / "offline.csv")  # both methods, one row each
-    assert list(offline.task) == ["cube-single-play-singletask-task1-v0"] * 2 and list(offline.n) == [2, 2]
-    assert list(offline.variant) == ["mfql", "fql"]
-    assert "| task | mfql | fql |" in (results / "tables" / "offline.md").read_text()
+    offline = pd.read_csv(results / "tables" / "offline.csv")  # every method, one row each
+    assert list(offline.task) == ["cube-single-play-singletask-task1-v0"] * 3 and list(offline.n) == [2, 2, 2]
+    assert list(offline.variant) == ["mfql", "fql", "rebrac"]
+    assert "| task | mfql | fql | rebrac |" in (results / "tables" / "offline.md").read_text()
     fql = OmegaConf.load(results / "offline/fql/cube-single-play-singletask-task1-v0/seed0/config.yaml")
     assert fql.method == "fql" and fql.agent.alpha == 300  # FQL's own per-task value (FQL README)
     claims = pd.read_csv(results / "verification" / "claims.csv")
     assert set(claims.level) == {"task", "environment", "suite"} and set(claims.setting) == {"offline", "o2o"}
     assert (claims.runs_method == claims.runs_baseline).all() and claims.poi.between(0, 1).all()
-    assert set(claims.baseline) == {"fql"}
-    assert "## MeanFlow-QL vs FQL" in (results / "verification" / "claims.md").read_text()
+    assert set(claims.baseline) == {"fql", "rebrac"}
+    text = (results / "verification" / "claims.md").read_text()
+    assert "## MeanFlow-QL vs FQL" in text and "## MeanFlow-QL vs ReBRAC" in text
+    efficiency = pd.read_csv(results / "tables" / "efficiency.csv")  # each method's score beside its cost
+    assert list(efficiency.method) == ["mfql", "fql", "rebrac"] and list(efficiency.calls_per_action) == [2, 1, 1]
+    assert (efficiency.updates_per_s > 0).all() and (efficiency.act_latency_ms_batch1 > 0).all()
+    assert "# Performance and efficiency, per method" in (results / "tables" / "efficiency.md").read_text()
     o2o = pd.read_csv(results / "tables" / "o2o.csv")
     assert {"before_mean", "after_mean"} <= set(o2o.columns)
     report = pd.read_csv(results / "verification" / "report.csv")
     ours = report[report.task.str.startswith("cube-single-play-singletask")]
-    assert set(ours.status) == {"no reported number"} and set(ours.variant) == {"mfql", "fql"}
+    assert set(ours.status) == {"no reported number"} and set(ours.variant) == {"mfql", "fql", "rebrac"}
     env = report[report.task == "cube-single-play (all 5 tasks)"].iloc[0]  # FQL's published average
     assert env.method == "FQL" and env.status == "not comparable" and env.reason == (
         "1 of the environment's 5 tasks run")

@@ -47,9 +47,9 @@ def runs(variant, offsets, seeds=8, **overrides):
     return pd.DataFrame(rows)
 
 
-def paper(mfql, fql):
+def paper(mfql, fql, rebrac=None):
     rows = []
-    for method, values in (("MFQL", mfql), ("FQL", fql)):
+    for method, values in (("MFQL", mfql), ("FQL", fql), ("ReBRAC", rebrac or [])):
         for task, value in zip(["scene-play-singletask-v0 (=task2)", "cube-double-play-singletask-v0 (=task2)"],
                                values):
             for phase in ("pre-finetune", "post-finetune"):
@@ -88,6 +88,26 @@ def test_claims_on_made_up_runs_with_a_known_answer():
     assert flipped.loc[("after", "task", TASKS[0]), "agreement"] == "contradicts"
     text = to_markdown(table)
     assert "| o2o | after | task | scene-play-singletask-task2-v0 | 83.5 (8) | 63.5 (8) | 20.0 [" in text
+
+
+def test_claims_against_each_baseline_on_made_up_runs_with_known_answers():
+    # MFQL: +20 over FQL on scene and a tie on cube-double; -10 against ReBRAC on scene, +20 on cube-double
+    scores = pd.concat([runs("mfql", [80, 30]), runs("fql", [60, 30]), runs("rebrac", [90, 10])])
+    table = claims(scores, paper(mfql=[90, 40], fql=[50, 40], rebrac=[95, 20]), reps=500, seed=0)
+    assert list(table.baseline.unique()) == ["fql", "rebrac"] and len(table) == 2 * 2 * (2 + 2 + 1)
+    rows = table.set_index(["baseline", "phase", "level", "name"])
+    fql = rows.loc[("fql", "after", "task", TASKS[0])]
+    assert fql.difference == 20 and fql.verdict == "MFQL better" and fql.agreement == "agrees"
+    scene = rows.loc[("rebrac", "after", "task", TASKS[0])]
+    assert scene.difference == -10 and scene.poi == 0.0 and scene.ci_high < 0
+    assert scene.verdict == "ReBRAC better" and scene.paper_claim == "ReBRAC better" and scene.agreement == "agrees"
+    cube = rows.loc[("rebrac", "after", "task", TASKS[1])]
+    assert cube.difference == 20 and cube.poi == 1.0 and cube.paper_difference == 20 and cube.agreement == "agrees"
+    suite = rows.loc[("rebrac", "after", "suite", "ogbench")]
+    assert suite.difference == 5 and suite.poi == pytest.approx(0.5) and suite.runs_baseline == 16
+    text = to_markdown(table)
+    assert "## MeanFlow-QL vs FQL" in text and "## MeanFlow-QL vs ReBRAC" in text
+    assert text.index("## MeanFlow-QL vs FQL") < text.index("## MeanFlow-QL vs ReBRAC")
 
 
 def test_no_claims_without_both_methods():

@@ -118,7 +118,7 @@ rule check_verification:
 
 
 rule claims:
-    # MFQL vs FQL, paired per task and environment, with the paper's claims next to ours.
+    # MFQL vs each baseline, paired per task and environment, with the paper's claims next to ours.
     input:
         scores="results/tables/scores.csv",
         expected=ROOT / "config/expected/paper_results.csv",
@@ -136,3 +136,46 @@ rule claims:
         seed=config["bootstrap"]["seed"],
     script:
         "../scripts/claims.py"
+
+
+rule measure_efficiency:
+    # Every method's cost on the suite's device and model: updates/s, GFLOP, action latency, network calls,
+    # parameters, peak memory (python -m mfql.bench's efficiency section, one process per method).
+    output:
+        EFFICIENCY_BENCH,
+    log:
+        "logs/measure_efficiency.log",
+    conda:
+        "../envs/mfql.yaml"
+    benchmark:
+        "benchmarks/measure_efficiency.tsv"
+    threads: SUITE["threads"]
+    resources:
+        gpu=SUITE["gpu"],
+        mem_mb=SUITE["mem_mb"],
+        runtime=30,
+        cpus_per_task=SUITE["threads"],
+    params:
+        model=SUITE["model"],
+        device="cuda" if SUITE["gpu"] else "cpu",
+    shell:
+        "python -m mfql.bench sections='[efficiency]' efficiency_model={params.model} device={params.device} "
+        "compile=false updates=20 act_repeats=50 threads={threads} out={output:q} > {log:q} 2>&1"
+
+
+rule efficiency:
+    # Each method's score per environment group beside its measured cost: the paper's efficiency claim.
+    input:
+        bench=EFFICIENCY_BENCH,
+        scores="results/tables/scores.csv",
+    output:
+        csv="results/tables/efficiency.csv",
+        md=report("results/tables/efficiency.md", category="Efficiency", caption="../report/efficiency.rst"),
+        png=report("results/figures/efficiency.png", category="Efficiency", caption="../report/efficiency.rst"),
+        pdf="results/figures/efficiency.pdf",
+    log:
+        "logs/efficiency.log",
+    conda:
+        "../envs/mfql.yaml"
+    script:
+        "../scripts/efficiency.py"
