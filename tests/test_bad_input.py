@@ -117,6 +117,8 @@ CASES = [
     ("mfql.fetch", ["dataset=D4RL/foo/bar-v0", "data_dir={new}"], "is not a dataset of the paper"),
     ("mfql.bench", ["updates=0"], "updates=0 is not valid (valid: an integer >= 1)"),
     ("mfql.bench", ["eval_env_workers=[0]"], "eval_env_workers=[0] is not valid"),
+    ("mfql.bench", ["sections=[paper,speed]"], "sections=['paper', 'speed'] is not valid (valid: null for all, or a "),
+    ("mfql.bench", ["efficiency_model=huge"], "efficiency_model='huge' is not valid (valid: paper, small)"),
     ("mfql.bench", ["out={run}"], "is a folder (valid: a file path, new or existing)"),
     ("mfql.bench", ["out={file}/bench.json"], "which is a file (valid: a folder path)"),
     ("mfql.train", ["out_dir={new}", "env_workers=-2"], "env_workers=-2 is not valid (valid: an integer >= 0)"),
