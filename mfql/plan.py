@@ -19,7 +19,7 @@ from mfql.agents import METHODS, baselines, proposed
 from mfql.config import hydra_value, known_tasks, load_task, method_config, train_config
 from mfql.data.datasets import checksums_path
 from mfql.errors import ConfigError
-from mfql.report.sweep import alpha_grid, load_overlay, parse_sweep_variant, sweep_tasks, sweep_variant
+from mfql.report.sweep import alpha_grid, load_overlay, parse_sweep_variant, sweep_tasks, sweep_variant, swept_option
 
 SETTINGS = ("offline", "o2o")
 TRAIN_RULES = {"offline": "train_offline", "o2o": "finetune_online"}  # the training rule of each setting
@@ -50,7 +50,7 @@ def run_dir(setting: str, variant: str, task: str, seed: int) -> str:
 class Plan:
     config: dict            # the workflow config, as Snakemake read it (not modified)
     tasks: dict             # task id -> its task file (DictConfig)
-    swept_alpha: dict = field(default_factory=dict)  # task -> {"alpha": ...} from the sweep's overlay
+    swept_alpha: dict = field(default_factory=dict)  # method -> task -> {"alpha": ...} from the sweep's overlay
 
     @classmethod
     def build(cls, config: dict, schema: Path, workdir: Path = Path(".")) -> Plan:
@@ -88,25 +88,39 @@ class Plan:
             return sorted(self.tasks)
         if chosen == "o2o":
             return sorted(t for t, c in self.tasks.items() if "o2o" in c)
-        if chosen == "sweep":  # the default task of each environment with an unpublished alpha
-            return sweep_tasks(sorted(self.tasks))
+        if chosen == "sweep":  # the default task of each environment with an unpublished alpha, per method
+            return sorted({t for method in self.swept_methods() for t in self.swept_tasks(method)})
         return list(chosen)
+
+    def swept_methods(self) -> list[str]:
+        """The methods of the suite's variants, in the suite's order."""
+        return list(dict.fromkeys(self.variants[v]["method"] for v in self.suite.get("variants", [proposed()])
+                                  if v in self.variants))
+
+    def swept_tasks(self, method: str) -> list[str]:
+        """The tasks a sweep runs ``method`` on (computed once per method: it reads every task file)."""
+        cache = self.__dict__.setdefault("_swept_tasks", {})
+        if method not in cache:
+            cache[method] = sweep_tasks(sorted(self.tasks), method)
+        return cache[method]
 
     def variants_of(self, task: str) -> list[str]:
         """The variants a suite runs on a task: its list, or in a sweep each variant at every alpha of the
         task's grid (`<variant>-alpha<value>`)."""
         names = self.suite.get("variants", [proposed()])
         if self.sweep:
-            return [sweep_variant(v, a) for v in names for a in alpha_grid(task, self.sweep["factors"])]
+            return [sweep_variant(v, a) for v in names if task in self.swept_tasks(self.variants[v]["method"])
+                    for a in alpha_grid(task, self.sweep["factors"], self.variants[v]["method"])]
         return names
 
     def variant_options(self, name: str) -> tuple[str, dict]:
-        """(method, options) of a variant: its entry in `variants`, and for <variant>-alpha<v> also agent.alpha."""
+        """(method, options) of a variant: its entry in `variants`, and for <variant>-alpha<v> also its method's
+        swept option (agent.alpha; ReBRAC's agent.alpha_actor) at <v>."""
         swept = parse_sweep_variant(name)
         spec = self.variants[swept[0] if swept else name]
         args = dict(spec.get("args", {}))
         if swept:
-            args["agent.alpha"] = swept[1]
+            args[f"agent.{swept_option(spec['method'])}"] = swept[1]
         return spec["method"], args
 
     def seeds_of(self, setting: str, task: str) -> list[int]:
@@ -150,12 +164,13 @@ class Plan:
 
     def train_args(self, setting: str, variant: str, task: str) -> dict:
         """The `python -m mfql.train` options of a run: the suite's args for the setting, the variant's method
-        and options, and with alpha_source: swept the sweep's alpha for a task whose alpha is unpublished
-        (offline, the paper's method, unless the variant sets alpha itself)."""
+        and options, and with alpha_source: swept the sweep's α for a task whose α is unpublished (offline, a
+        method the sweep tuned, unless the variant sets that option itself)."""
         method, options = self.variant_options(variant)
         args = {**self.suite_args(setting, method), "method": method, **options}
-        if setting == "offline" and method == proposed() and task in self.swept_alpha and "agent.alpha" not in options:
-            args["agent.alpha"] = self.swept_alpha[task]["alpha"]
+        picked = self.swept_alpha.get(method, {}).get(task) if setting == "offline" else None
+        if picked is not None and f"agent.{swept_option(method)}" not in options:
+            args[f"agent.{swept_option(method)}"] = picked["alpha"]
         return args
 
     def suite_args(self, setting: str, method: str) -> dict:
@@ -264,6 +279,13 @@ def validate(config: dict, schema: Path) -> None:
             raise PlanError(f"variants.{name}.method: unknown method {spec['method']!r} (valid: {', '.join(METHODS)})")
         if parse_sweep_variant(name):
             raise PlanError(f"variants.{name}: names ending in -alpha<number> are the sweep's (valid: another name)")
+    for name in suite.get("variants", [proposed()]):
+        base = parse_sweep_variant(name)
+        method = variants[base[0] if base else name]["method"]
+        if (base or suite.get("alpha_sweep")) and METHODS[method].SWEPT is None:
+            swept = ", ".join(m for m, c in METHODS.items() if c.SWEPT)
+            raise PlanError(f"suites.{config['suite']}.variants: {name!r} sweeps alpha, and method {method!r} has no "
+                            f"option for it (valid: a variant of {swept})")
     tasks = set(known_tasks())
     for setting in SETTINGS:
         chosen = suite.get(setting, {}).get("tasks", [])

@@ -86,10 +86,16 @@ def test_sweep_variants_and_swept_alpha():
     assert f"mfql-alpha{alpha:g}" in names and all("-alpha" in n for n in names)
     assert plan.variant_options(names[0])[1]["agent.alpha"] == float(names[0].split("-alpha")[1])
     assert "results/sweep/alpha.yaml" in plan.final_targets()
-    # the sweep's pick applies to offline MFQL runs only, and never over a variant's own alpha
+    # ReBRAC's sweep tunes its actor's BC weight, on the environments whose value is our choice
+    assert plan.variant_options("rebrac-alpha0.3")[1] == {"agent.alpha_actor": 0.3}
+    humanoid = "humanoidmaze-large-navigate-singletask-task1-v0"  # MFQL's alpha published there, ReBRAC's not
+    assert humanoid in plan.tasks_of("offline") and plan.variants_of(humanoid) == [
+        f"rebrac-alpha{a}" for a in ("0.001", "0.003", "0.01", "0.03", "0.1")]
+    # the sweep's pick applies to offline runs of the method it was swept for, never over a variant's own value
     user = plan_of("quick")
-    user.swept_alpha = {CUBE1: {"alpha": 7.0}}
+    user.swept_alpha = {"mfql": {CUBE1: {"alpha": 7.0}}, "rebrac": {CUBE1: {"alpha": 0.3}}}
     assert user.train_args("offline", "mfql", CUBE1)["agent.alpha"] == 7.0
+    assert user.train_args("offline", "rebrac", CUBE1)["agent.alpha_actor"] == 0.3
     assert "agent.alpha" not in user.train_args("offline", "fql", CUBE1)
     assert "agent.alpha" not in user.train_args("o2o", "mfql", CUBE1)
     assert user.train_args("offline", "mfql-alpha30", CUBE1)["agent.alpha"] == 30.0

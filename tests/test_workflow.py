@@ -64,7 +64,9 @@ def test_ablation_and_sweep_plans():
     counts = job_counts(snakemake("-n", "--config", "suite=ablations", timeout=300).stdout)
     assert counts["train_offline_seeds_0_1_2_3_4_5_6_7"] == 5 * 10  # 5 variants x one task per environment
     plan = snakemake("-n", "-p", "--config", "suite=sweep", timeout=300).stdout
-    assert job_counts(plan)["train_offline_seeds_0_1"] == 16 * 5 and job_counts(plan)["select_alpha"] == 1
+    # MFQL on 16 environments' default tasks and ReBRAC on 27, five values each
+    assert job_counts(plan)["train_offline_seeds_0_1"] == 16 * 5 + 27 * 5 and job_counts(plan)["select_alpha"] == 1
+    assert "rebrac-alpha0.1/cube-single-play-singletask-task2-v0/" in plan  # ReBRAC's our-choice 1 x 0.1
     # cube-single's default task at five alphas around its task file's 120; a task with a published alpha:
     # none (cube-double task2 is published, so its environment is not swept)
     assert set(re.findall(r"results/offline/mfql-alpha([0-9.]+)/cube-single-play-singletask-task2-v0/", plan)) == {
@@ -320,6 +322,8 @@ def test_sweep_writes_the_overlay_and_a_later_suite_trains_with_it(tmp_path):
             str(SWEEP_USER)]
     snakemake(*args, "--config", "suite=sweep_ci", "--cores", "2", "results/sweep/alpha.yaml")
     overlay = yaml.safe_load((tmp_path / "results/sweep/alpha.yaml").read_text())["alpha"]
+    assert list(overlay) == ["mfql"]  # the only method this sweep ran
+    overlay = overlay["mfql"]
     best = {}
     for env in ("cube-single", "scene"):
         default = f"{env}-play-singletask-task2-v0"

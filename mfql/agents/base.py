@@ -69,6 +69,8 @@ class Agent:
     PAPER_NAME: str | None = None  # its name in the paper's tables (config/expected/paper_results.csv), if any
     # "proposed": the paper's method, which the claims compare with each "baseline"; any other: neither
     ROLE = "baseline"
+    # the agent.* option that weighs behaviour cloning against Q, the one the α sweep tunes (None: not swept)
+    SWEPT: str | None = None
     PROGRESS: tuple[str, ...] = ("critic/loss",)  # metrics shown beside the progress bar
     # valid values of the agent.* options every method reads (a method adds its own, CRITIC_RANGES if it has one)
     RANGES: dict[str, Range] = {"batch_size": INT_1, "sigma": POSITIVE}
@@ -95,7 +97,7 @@ class Agent:
     @classmethod
     def summary(cls, cfg) -> dict:
         """What a results table says of a run's agent (cfg: its agent config): its actor and its alpha."""
-        return {"actor": cls.LABEL, "alpha": float(cfg.get("alpha", float("nan")))}
+        return {"actor": cls.LABEL, "alpha": float(cfg.get(cls.SWEPT, float("nan")) if cls.SWEPT else float("nan"))}
 
     def start_warnings(self, offline_steps: int) -> list[str]:
         """Messages worth a warning at the start of a run with this configuration."""

@@ -53,6 +53,7 @@ class VectorField(nn.Module):
 class FQL(Agent):
     LABEL = "FQL"
     PAPER_NAME = "FQL"
+    SWEPT = "alpha"
     PROGRESS = ("critic/loss", "actor/distill_loss", "actor/q")
     RANGES = {**Agent.RANGES, **CRITIC_RANGES, "actor_hidden_dims": Range("widths"), "alpha": POSITIVE,
               "flow_steps": INT_1, "lr": OPEN_FRACTION}

@@ -28,6 +28,7 @@ class MeanFlowQL(Agent):
     LABEL = "MeanFlow-QL"
     PAPER_NAME = "MFQL"
     ROLE = "proposed"
+    SWEPT = "alpha"
     PROGRESS = ("critic/loss", "flow/mfi_loss", "actor/q")
     RANGES = {
         **Agent.RANGES, **CRITIC_RANGES,

@@ -43,6 +43,7 @@ class TanhActor(nn.Module):
 class ReBRAC(Agent):
     LABEL = "ReBRAC"
     PAPER_NAME = "ReBRAC"
+    SWEPT = "alpha_actor"  # the actor's BC weight (alpha_critic stays at the task file's value)
     PROGRESS = ("critic/loss", "actor/bc_loss", "actor/q")
     BATCH_FIELDS = (*Agent.BATCH_FIELDS, "next_actions")
     TARGETS = ("critic", "actor")
