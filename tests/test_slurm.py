@@ -75,14 +75,15 @@ def test_quick_suite_runs_through_sbatch(cluster, tmp_path):
     assert (tmp_path / "results" / "verification" / "report.md").exists()
     assert (tmp_path / "results" / "tables" / "o2o.md").exists()
     submitted = set(re.findall(r"SLURM jobid (\d+)", out))
-    assert len(submitted) >= 10, out[-3000:]  # (2 offline + 1 O2O) x 2 methods + 6 evaluations + toy: sbatch
+    # (2 offline + 1 O2O) x 3 methods, 9 evaluations, the toy and the efficiency benchmark: through sbatch
+    assert len(submitted) >= 20, out[-3000:]
     slurm_logs = list((tmp_path / "logs" / "slurm").rglob("*.log"))
     rules = {p.relative_to(tmp_path / "logs" / "slurm").parts[0].removeprefix("rule_") for p in slurm_logs}
-    assert {"train_offline", "finetune_online", "evaluate_policy", "run_toy"} <= rules
+    assert {"train_offline", "finetune_online", "evaluate_policy", "run_toy", "measure_efficiency"} <= rules
     assert not {"fetch_ogbench", "collect_runs"} & rules  # downloads and aggregation stay on the login node
     # each SLURM log is that of a job step run by sbatch, and names its SLURM job id in its file name
     train_logs = list((tmp_path / "logs" / "slurm" / "rule_train_offline").rglob("*.log"))
-    assert len(train_logs) == 4 and all(p.stem in submitted for p in train_logs)
+    assert len(train_logs) == 6 and all(p.stem in submitted for p in train_logs)
     assert "--executor slurm-jobstep" in train_logs[0].read_text()
 
 
