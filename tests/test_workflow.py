@@ -71,7 +71,8 @@ def test_ablation_and_sweep_plans():
     # none (cube-double task2 is published, so its environment is not swept)
     assert set(re.findall(r"results/offline/mfql-alpha([0-9.]+)/cube-single-play-singletask-task2-v0/", plan)) == {
         "12", "36", "120", "360", "1200"}
-    assert "cube-double-play" not in plan and "agent.alpha=36.0" in plan
+    assert "mfql-alpha" not in "".join(re.findall(r"\S*/cube-double-play\S*", plan)) and "agent.alpha=36.0" in plan
+    assert "results/offline/rebrac-alpha0.1/cube-double-play-singletask-task2-v0/" in plan  # ReBRAC's: our choice
     # a suite that uses the sweep's picks needs them: one line, not a traceback
     proc = snakemake("-n", "--configfile", str(SWEEP_USER), "--config", "suite=sweep_user", check=False)
     assert proc.returncode != 0
@@ -118,9 +119,9 @@ OFFLINE_ARGS = "args: {offline_steps: 100, eval_interval: 50, eval_episodes: 2, 
     (OFFLINE_ARGS, "args: {eval_episodes: 0}",
      "config error: suites.ci.offline.args.eval_episodes: 0 is less than the minimum of 1"),
     (OFFLINE_ARGS, "args: {seed: 3}", "config error: suites.ci.offline.args.seed: set by the pipeline"),
-    ("variants: [mfql, fql]", "variants: [mfql, sac]",
+    ("variants: [mfql, fql, rebrac]", "variants: [mfql, sac]",
      f"config error: suites.ci.variants: unknown variant 'sac' (valid: {BUILTIN}, or <variant>-alpha<number>)"),
-    ("variants: [mfql, fql]", "variants: [mfql, mfql-alpha3]\n    alpha_source: swept",
+    ("variants: [mfql, fql, rebrac]", "variants: [mfql, mfql-alpha3]\n    alpha_source: swept",
      "config error: alpha_source: swept needs the sweep's overlay results/sweep/alpha.yaml"),
 ])
 def test_suite_options_are_checked_when_planned_and_never_reach_a_shell(tmp_path, old, new, needle):
@@ -287,7 +288,7 @@ def test_tables_ignore_folders_the_suite_does_not_plan(quick_run):
         snakemake(*args, "--cores", "1", "--forcerun", "results/tables/runs.csv")
         scores = pd.read_csv(quick_run / "results" / "tables" / "scores.csv")
         assert set(scores.task) == {"cube-single-play-singletask-task1-v0", "cube-single-play-singletask-task2-v0"}
-        assert len(scores) == 2 * 3  # (2 offline seeds + 1 O2O run) x 2 methods: exactly the plan
+        assert len(scores) == 3 * 3  # (2 offline seeds + 1 O2O run) x 3 methods: exactly the plan
     finally:
         shutil.rmtree(stray.parent)
 
