@@ -148,8 +148,14 @@ def minari_dir(tmp_path_factory) -> Path:
     return root
 
 
-METRICS = ("critic/loss", "flow/mfi_loss", "actor/loss", "total_loss", "actor/grad_norm", "critic/grad_norm",
-           "alpha", "actor/lr")
+def metric_row(info: dict, dim: int = 0) -> torch.Tensor:
+    """MeanFlow-QL's update metrics in the golden file's column order (tests/fixtures/make_update_golden.py,
+    written with commit 207380d's names): critic loss, BC (MFI) loss, the actor's Q-and-bound loss, total
+    loss, both gradient norms, alpha, the actor's learning rate. The golden file's "actor/loss" column is
+    today's actor/q_loss + actor/bound_loss (actor/loss now includes the weighted BC term, as every method's)."""
+    values = [info["critic/loss"], info["actor/bc_loss"], info["actor/q_loss"] + info["actor/bound_loss"],
+              info["total_loss"], info["actor/grad_norm"], info["critic/grad_norm"], info["alpha"], info["actor/lr"]]
+    return torch.stack([v.detach().double() for v in values], dim=dim)
 
 
 def perturb(module, scale=0.05, seed=0):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mfql.run.profiling import HostReads
-from tests.conftest import METRICS, make_agent, random_batch
+from tests.conftest import make_agent, metric_row, random_batch
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -22,7 +22,7 @@ def run(device, compile=False, model="small", steps=20):
                  "actor_noises": torch.randn(32, 3, generator=gen)}
         batch = {k: v.to(device) for k, v in random_batch(32, seed=step).items()}
         info = agent.update(batch, step, {k: v.to(device) for k, v in draws.items()})
-        rows.append(torch.stack([info[k].double() for k in METRICS]).cpu())
+        rows.append(metric_row(info).cpu())
     return agent, torch.stack(rows)
 
 

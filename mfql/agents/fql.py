@@ -125,7 +125,7 @@ class FQL(Agent):
         net, part = self.actor["bc_flow"], sub_params(params["actor"], "bc_flow")
         pred = functional_call(net, part, (batch["observations"], x_t, t))
         loss = (pred - (x1 - x0)).pow(2).mean()
-        return loss, {"actor/bc_flow_loss": loss}
+        return loss, {"actor/bc_loss": loss}
 
     def actor_loss(self, batch: Batch, params: Params, draws: dict):
         obs = batch["observations"]

@@ -29,7 +29,7 @@ class MeanFlowQL(Agent):
     PAPER_NAME = "MFQL"
     ROLE = "proposed"
     SWEPT = "alpha"
-    PROGRESS = ("critic/loss", "flow/mfi_loss", "actor/q")
+    PROGRESS = ("critic/loss", "actor/bc_loss", "actor/q")
     RANGES = {
         **Agent.RANGES, **CRITIC_RANGES,
         "actor_hidden_dim": INT_1, "actor_depth": INT_1, "actor_num_heads": INT_1, "actor_mlp_ratio": POSITIVE,
@@ -180,7 +180,7 @@ class MeanFlowQL(Agent):
         err = (g - target).pow(2).mean(-1).clamp_min(1e-12)
         weight = (err + self.cfg.adaptive_c).pow(1.0 - self.cfg.adaptive_gamma).clamp_min(1e-12).reciprocal()
         loss = (weight.clamp(1e-6, 1e6).detach() * err).mean()
-        return loss, {"flow/mfi_loss": loss, "flow/raw_mse": err.mean()}
+        return loss, {"actor/bc_loss": loss, "actor/bc_mse": err.mean()}
 
     def mfi_output_and_target(self, obs_n, actions, times, noises, actor_params=None):
         """g(s, a_t, t) (differentiable) and its target a_t + (t - 1) v - t dg/dt (detached, clipped).
@@ -202,7 +202,7 @@ class MeanFlowQL(Agent):
         bound = F.relu(actions - 1.0).mean() + F.relu(-1.0 - actions).mean()
         q_loss, q = self.q_term(obs_n, actions, params)
         loss = q_loss + self.cfg.bound_loss_weight * bound
-        return loss, {"actor/loss": loss, "actor/q": q.mean(), "actor/bound_loss": bound}
+        return loss, {"actor/q_loss": q_loss, "actor/q": q.mean(), "actor/bound_loss": bound}
 
     def total_loss(self, batch: Batch, params: Params, draws: dict, state: dict):
         """critic_loss + actor_loss + alpha * flow_loss, with alpha from the controller at this step's MFI loss;
@@ -213,7 +213,11 @@ class MeanFlowQL(Agent):
         alpha_state = self.alpha_ctl.next_state(self.step, flow, state["alpha"])
         critic, critic_info = self.critic_loss(batch, params, draws, state["target_critic"])
         actor, actor_info = self.actor_loss(batch, params, draws)
-        total = critic + actor + alpha_state["alpha"].squeeze(0).to(flow.dtype) * flow
+        weighted_bc = alpha_state["alpha"].squeeze(0).to(flow.dtype) * flow
+        total = critic + actor + weighted_bc
+        # actor/loss: the actor's whole loss, BC term included, as every method logs it (a logged value only:
+        # the gradient follows total)
+        actor_info["actor/loss"] = actor + weighted_bc
         return total, ({**info, **critic_info, **actor_info, "total_loss": total}, alpha_state)
 
     # ------------------------------------------------------------------------------------------- update

@@ -104,7 +104,7 @@ class ReBRAC(Agent):
         mse = (actions - batch["actions"]).pow(2).sum(-1)
         bc_loss = (self.cfg.alpha_actor * mse).mean()
         loss = q_loss + bc_loss
-        return loss, {"actor/loss": loss, "actor/q_loss": q_loss, "actor/bc_loss": bc_loss, "actor/mse": mse.mean(),
+        return loss, {"actor/loss": loss, "actor/q_loss": q_loss, "actor/bc_loss": mse.mean(),
                       "actor/q": q.mean()}
 
     def full_update(self) -> torch.Tensor:

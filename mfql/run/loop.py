@@ -75,6 +75,6 @@ def train(runs: list[Run], statuses: list[str], packed: bool, compile: bool = Fa
 
 
 def short_name(metric: str) -> str:
-    """critic/loss -> critic, flow/mfi_loss -> mfi, actor/q -> q: the progress bar's labels."""
+    """critic/loss -> critic, actor/bc_loss -> bc, actor/q -> q: the progress bar's labels."""
     group, name = metric.split("/", 1)
     return group if name == "loss" else name.removesuffix("_loss")

@@ -46,7 +46,7 @@ def test_bc_flow_loss_regresses_the_straight_path_velocity():
     by_hand = ((0.5 * x_t + t - (x1 - x0)) ** 2).mean()
     loss, info = agent.bc_flow_loss(batch, agent.params(), draws)
     torch.testing.assert_close(loss, by_hand)
-    assert info == {"actor/bc_flow_loss": loss}
+    assert info == {"actor/bc_loss": loss}
     loss.backward()  # and it trains the field: d loss / d w by hand
     torch.testing.assert_close(agent.actor["bc_flow"].w.grad, (2 * (0.5 * x_t + t - (x1 - x0)) * x_t).mean())
 
@@ -84,4 +84,4 @@ def test_fql_update_takes_one_adam_step_of_the_total_loss_and_moves_the_target_t
     # Adam's first step moves every parameter with a gradient by lr (3e-4) in the sign of its gradient
     moved = torch.cat([(p - before[k]).abs().flatten() for k, p in agent.critic.named_parameters()])
     assert torch.isclose(moved.max(), torch.tensor(3e-4), rtol=1e-3)
-    assert {"critic/loss", "actor/distill_loss", "actor/bc_flow_loss", "total_loss"} <= set(info)
+    assert {"critic/loss", "actor/distill_loss", "actor/bc_loss", "total_loss"} <= set(info)

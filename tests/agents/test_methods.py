@@ -101,6 +101,17 @@ def test_each_option_outside_its_range_stops_with_one_line_naming_it(method):
 
 
 @pytest.mark.parametrize("method", ALL)
+def test_the_logged_metrics_use_the_shared_names(method):
+    """One set of names across methods (docs/methods.md): critic/ and actor/ prefixes, actor/loss the actor's
+    whole loss; an actor-critic method logs critic/loss, actor/q, actor/q_loss and actor/bc_loss."""
+    info = seeded(method, 0).update(random_batch(32, seed=1), 2)
+    assert all(key.startswith(("critic/", "actor/")) or "/" not in key for key in info), sorted(info)
+    assert {"actor/loss", "total_loss"} <= set(info)
+    if "critic" in METHODS[method].NETWORKS:
+        assert {"critic/loss", "actor/q", "actor/q_loss", "actor/bc_loss"} <= set(info), sorted(info)
+
+
+@pytest.mark.parametrize("method", ALL)
 def test_the_update_is_deterministic_in_float64(method):
     default = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)

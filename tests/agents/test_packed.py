@@ -6,10 +6,10 @@ import torch
 
 from mfql.agents.packed import PackedUpdate
 from tests.conftest import (
-    METRICS,
     assert_same_weights,
     kill_and_resume,
     make_agent,
+    metric_row,
     random_batch,
     read_csv,
     read_final,
@@ -30,7 +30,7 @@ def single_run(seed, model, steps):
     rows = []
     for step in range(1, steps + 1):
         info = agent.update(random_batch(32, seed=100 * seed + step), step, generator=gen)
-        rows.append(torch.stack([info[k].double() for k in METRICS]))
+        rows.append(metric_row(info))
     return agent, torch.stack(rows)
 
 
@@ -47,7 +47,7 @@ def test_packed_update_equals_each_seed_alone(model, compile):
         batches = [random_batch(32, seed=100 * seed + step) for seed in SEEDS]
         batch = {k: torch.stack([b[k] for b in batches]) for k in batches[0]}
         info = packed.update(batch, step, packed.draws(32, generators))
-        rows.append(torch.stack([info[k].double() for k in METRICS], dim=-1))  # [seeds, metrics]
+        rows.append(metric_row(info, dim=-1))  # [seeds, metrics]
     packed_rows = torch.stack(rows, dim=1)  # [seeds, steps, metrics]
     for i, seed in enumerate(SEEDS):
         alone, alone_rows = single_run(seed, model, steps)

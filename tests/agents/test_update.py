@@ -5,7 +5,7 @@ import torch
 
 from mfql.agents.optim import Adam
 from mfql.run.profiling import HostReads
-from tests.conftest import METRICS, ROOT, make_agent, random_batch
+from tests.conftest import ROOT, make_agent, metric_row, random_batch
 
 GOLDEN = ROOT / "tests" / "fixtures" / "update_golden_207380d.pt"
 
@@ -18,7 +18,7 @@ def golden_run(model, parity, before=None, steps=20):
     rows = []
     for step in range(1, steps + 1):
         info = agent.update(random_batch(32, seed=step), step)
-        rows.append(torch.stack([info[k].detach().double() for k in METRICS]))
+        rows.append(metric_row(info))
     return agent, torch.stack(rows)
 
 
@@ -120,7 +120,7 @@ def test_compiled_update_equals_eager_after_20_updates():
         torch.manual_seed(0)
         agent = make_agent(6, 3, "agent.alpha_update_interval=4", model="small", steps=40, compile=compile)
         metrics = [agent.update(random_batch(32, seed=step), step) for step in range(1, 21)]
-        runs.append((agent, torch.stack([torch.stack([m[k].double() for k in METRICS]) for m in metrics])))
+        runs.append((agent, torch.stack([metric_row(m) for m in metrics])))
     (eager, eager_metrics), (compiled, compiled_metrics) = runs
     torch.testing.assert_close(compiled_metrics, eager_metrics, rtol=1e-5, atol=1e-5)
     for module in ("actor", "critic", "target_critic"):
