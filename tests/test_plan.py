@@ -71,7 +71,7 @@ def test_job_runtime_scales_with_setting_pack_pixels_and_attempt():
 def test_options_are_the_suite_args_then_the_variant_then_what_the_pipeline_sets():
     plan = plan_of("quick")
     options = plan.train_options("offline", "mfql-K1", CUBE1)
-    assert options[:5] == ["offline_steps=2000", "eval_interval=500", "eval_episodes=10", "log_interval=250",
+    assert options[:5] == ["offline_steps=1000", "eval_interval=500", "eval_episodes=10", "log_interval=250",
                            "method=mfql"]
     assert options[5:] == ["agent.num_candidates=1", "model=small", "device=cpu"]
     assert plan_of("quick", overwrite=True).train_options("offline", "fql", CUBE1)[-1] == "overwrite=true"
