@@ -51,6 +51,7 @@ class Plan:
     config: dict            # the workflow config, as Snakemake read it (not modified)
     tasks: dict             # task id -> its task file (DictConfig)
     swept_alpha: dict = field(default_factory=dict)  # method -> task -> {"alpha": ...} from the sweep's overlay
+    _swept_tasks: dict = field(default_factory=dict, repr=False)  # method -> its sweep's tasks (swept_tasks)
 
     @classmethod
     def build(cls, config: dict, schema: Path, workdir: Path = Path(".")) -> Plan:
@@ -99,10 +100,9 @@ class Plan:
 
     def swept_tasks(self, method: str) -> list[str]:
         """The tasks a sweep runs ``method`` on (computed once per method: it reads every task file)."""
-        cache = self.__dict__.setdefault("_swept_tasks", {})
-        if method not in cache:
-            cache[method] = sweep_tasks(sorted(self.tasks), method)
-        return cache[method]
+        if method not in self._swept_tasks:
+            self._swept_tasks[method] = sweep_tasks(sorted(self.tasks), method)
+        return self._swept_tasks[method]
 
     def variants_of(self, task: str) -> list[str]:
         """The variants a suite runs on a task: its list, or in a sweep each variant at every alpha of the

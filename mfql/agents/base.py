@@ -97,7 +97,7 @@ class Agent:
     @classmethod
     def summary(cls, cfg) -> dict:
         """What a results table says of a run's agent (cfg: its agent config): its actor and its alpha."""
-        return {"actor": cls.LABEL, "alpha": float(cfg.get(cls.SWEPT, float("nan")) if cls.SWEPT else float("nan"))}
+        return {"actor": cls.LABEL, "alpha": float(cfg.get(cls.SWEPT, "nan") if cls.SWEPT else "nan")}
 
     def start_warnings(self, offline_steps: int) -> list[str]:
         """Messages worth a warning at the start of a run with this configuration."""

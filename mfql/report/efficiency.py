@@ -36,8 +36,7 @@ def efficiency_table(costs: pd.DataFrame, scores: pd.DataFrame) -> pd.DataFrame:
     per_task = offline.groupby(["variant", "env_group", "task"]).score.agg(["mean", "count"]).reset_index()
     groups = per_task.groupby(["variant", "env_group"]).agg(score=("mean", "mean"), tasks=("task", "nunique"),
                                                             runs=("count", "sum")).reset_index()
-    groups = groups.rename(columns={"variant": "method"})
-    return costs[["method"]].merge(groups, on="method").merge(costs, on="method")  # the registry's order
+    return costs.merge(groups.rename(columns={"variant": "method"}), on="method")  # the registry's order
 
 
 def to_markdown(costs: pd.DataFrame, table: pd.DataFrame) -> str:

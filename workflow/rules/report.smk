@@ -159,7 +159,7 @@ rule measure_efficiency:
         model=SUITE["model"],
         device="cuda" if SUITE["gpu"] else "cpu",
     shell:
-        "python -m mfql.bench sections='[efficiency]' efficiency_model={params.model} device={params.device} "
+        "python -m mfql.bench sections='[efficiency]' efficiency_model={params.model:q} device={params.device:q} "
         "compile=false updates=20 act_repeats=50 threads={threads} out={output:q} > {log:q} 2>&1"
 
 
