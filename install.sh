@@ -5,6 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 python3 -m pip install --quiet "torch==2.13.0"
-python3 -m pip install --quiet -e ".[dev,report,pipeline]"
+python3 -m pip install --quiet -e ".[dev,report,pipeline,parity]"
 # ogbench 1.1.0 (the version the paper used) beside, not instead of, 1.2.2: a test compares their semantics.
 python3 -m pip install --quiet --no-deps --upgrade --target build/ogbench-1.1.0 "ogbench==1.1.0"

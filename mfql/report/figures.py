@@ -20,6 +20,9 @@ from mfql.report.stats import iqm, stratified_bootstrap_ci, t_interval  # noqa: 
 
 sns.set_theme(style="whitegrid", palette="colorblind")
 YLABEL = {"success": "OGBench success rate (%)", "normalized_return": "D4RL normalized return"}
+SWITCH_LABEL = "offline → online"
+O2O_TITLE = ("Offline-to-online curves: offline training on the dataset, then online fine-tuning\n"
+             "(dashed line: the switch; online, one environment step and one update per step)")
 
 
 def save(fig, stem: Path) -> None:
@@ -37,9 +40,9 @@ def empty(stem: Path, message: str) -> None:
     save(fig, stem)
 
 
-def facet_curves(data: pd.DataFrame, col: str, stem: Path, title: str, switch: dict | None = None) -> None:
-    if data.empty:
-        return empty(stem, f"no runs: {title}")
+def facet_grid(data: pd.DataFrame, col: str, title: str, switch: dict | None = None) -> sns.FacetGrid:
+    """One panel per ``col`` value, a line per variant (mean and 95 % t-interval over seeds); where ``switch``
+    gives a panel's offline budget, a dashed vertical line marks the start of its online phase."""
     data = data.assign(step_k=data.step / 1000)
     grid = sns.relplot(data=data, x="step_k", y="value", col=col, col_wrap=min(4, data[col].nunique()),
                        hue="variant", kind="line", errorbar=t_interval, height=2.6, aspect=1.3,
@@ -50,9 +53,24 @@ def facet_curves(data: pd.DataFrame, col: str, stem: Path, title: str, switch: d
         ax.set_xlabel("steps (k)")
         ax.set_title(str(name), fontsize=8)
         if switch and name in switch:
-            ax.axvline(switch[name] / 1000, color="k", ls="--", lw=1, label="offline → online")
-    grid.figure.suptitle(f"{title} (mean and 95 % t-interval over seeds)", y=1.02, fontsize=10)
-    save(grid.figure, stem)
+            at = switch[name] / 1000
+            ax.axvline(at, color="k", ls="--", lw=1, label=SWITCH_LABEL)
+            ax.text(at, 1.0, " online →", transform=ax.get_xaxis_transform(), ha="left", va="top", fontsize=7)
+            ax.text(at, 1.0, "← offline ", transform=ax.get_xaxis_transform(), ha="right", va="top", fontsize=7)
+    grid.figure.suptitle(f"{title} (mean and 95 % t-interval over seeds)", y=1.0, va="bottom", fontsize=10)
+    return grid
+
+
+def facet_curves(data: pd.DataFrame, col: str, stem: Path, title: str, switch: dict | None = None) -> None:
+    if data.empty:
+        return empty(stem, f"no runs: {title}")
+    save(facet_grid(data, col, title, switch).figure, stem)
+
+
+def o2o_switch(scores: pd.DataFrame) -> dict:
+    """Task -> the step at which its O2O runs start online (their offline budget)."""
+    o2o = scores[scores.setting == "o2o"] if len(scores) else scores
+    return o2o.groupby("task").offline_steps.first().to_dict() if len(o2o) else {}
 
 
 def curves(runs: pd.DataFrame, scores: pd.DataFrame, out_dir: Path) -> None:
@@ -60,9 +78,7 @@ def curves(runs: pd.DataFrame, scores: pd.DataFrame, out_dir: Path) -> None:
     facet_curves(offline, "task", out_dir / "curves_offline", "Offline learning curves per task")
     per_env = offline.groupby(["env_group", "variant", "metric", "seed", "step"], as_index=False).value.mean()
     facet_curves(per_env, "env_group", out_dir / "curves_env", "Offline learning curves per environment")
-    o2o = runs[runs.setting == "o2o"]
-    switch = scores[scores.setting == "o2o"].groupby("task").offline_steps.first().to_dict() if len(scores) else {}
-    facet_curves(o2o, "task", out_dir / "curves_o2o", "Offline-to-online curves", switch)
+    facet_curves(runs[runs.setting == "o2o"], "task", out_dir / "curves_o2o", O2O_TITLE, o2o_switch(scores))
 
 
 def aggregates(scores: pd.DataFrame, stem: Path, reps: int, seed: int) -> pd.DataFrame:

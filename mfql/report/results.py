@@ -182,6 +182,7 @@ def per_task(scores: pd.DataFrame, setting: str) -> pd.DataFrame:
         if setting == "o2o":
             row.update({f"before_{k}": v for k, v in mean_std(runs.before).items()})
             row.update({f"after_{k}": v for k, v in mean_std(runs.score).items()})
+            row.update({f"gain_{k}": v for k, v in mean_std(runs.score - runs.before).items()})
         else:
             row.update(mean_std(runs.score))
         rows.append(row)
@@ -207,13 +208,14 @@ def fmt(mean: float, std: float) -> str:
 
 def display_table(table: pd.DataFrame, setting: str) -> pd.DataFrame:
     """Human-readable: one row per task (or environment), one column per variant with mean ± std (n seeds),
-    before → after for O2O."""
+    for O2O the score at the end of the offline phase → the final score (the gain from fine-tuning; seeds)."""
     if table.empty:
         return pd.DataFrame(columns=["task", "score"])
     key = "task" if "task" in table else "env_group"
     if setting == "o2o":
-        cells = [f"{fmt(a, b)} → {fmt(c, d)} ({n})" for a, b, c, d, n in
-                 zip(table.before_mean, table.before_std, table.after_mean, table.after_std, table.after_n)]
+        cells = [f"{fmt(a, b)} → {fmt(c, d)} ({g:+.1f}; {n})" for a, b, c, d, g, n in
+                 zip(table.before_mean, table.before_std, table.after_mean, table.after_std, table.gain_mean,
+                     table.after_n)]
     else:
         cells = [f"{fmt(m, s)} ({n})" for m, s, n in zip(table["mean"], table["std"], table["n"])]
     wide = table.assign(cell=cells).pivot(index=key, columns="variant", values="cell")

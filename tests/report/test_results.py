@@ -36,7 +36,7 @@ def test_display_tables_keep_the_suites_order_and_show_o2o_as_before_to_after():
     assert list(shown.columns) == ["task", "mfql", "fql"]
     assert shown.iloc[0].tolist() == ["a-task1", "11.0 ± 1.0 (3)", "31.0 ± 1.0 (3)"]
     o2o = display_table(per_task(scores(), "o2o"), "o2o")
-    assert o2o.iloc[0].tolist() == ["a-task1", "20.0 → 80.0 (1)"]
+    assert o2o.iloc[0].tolist() == ["a-task1", "20.0 → 80.0 (+60.0; 1)"]
     md = to_markdown(shown).splitlines()
     assert md[:2] == ["| task | mfql | fql |", "|---|---|---|"] and len(md) == 4
     tex = to_latex(shown, "Scores in %")

@@ -13,7 +13,8 @@ n_seeds = scores.groupby(["setting", "task"]).seed.nunique().max() if len(scores
 tables = {
     "offline": (per_task(scores, "offline"), "offline", "Offline results per task"),
     "offline_env": (per_env(scores), "offline", "Offline results per environment (mean over its tasks)"),
-    "o2o": (per_task(scores, "o2o"), "o2o", "Offline-to-online results, before -> after fine-tuning"),
+    "o2o": (per_task(scores, "o2o"), "o2o", "Offline-to-online results: the score at the end of the offline phase "
+            "-> the final score after online fine-tuning (the gain; seeds)"),
 }
 for name, (table, setting, caption) in tables.items():
     caption = (f"{caption}, one column per variant: mean ± std over seeds (seeds, up to {n_seeds}); OGBench "

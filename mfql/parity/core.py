@@ -1,0 +1,250 @@
+"""What every method's parity check shares: the official code's files checked and imported from the user's
+path, its random draws served from mfql's, parameters copied between the two, and quantities compared.
+
+The official agents draw their randomness with ``jax.random`` inside their losses; mfql's take every draw of
+an update as an argument (``Agent.draws``). The check draws mfql's, then hands the same arrays to the
+official code in the order it asks for them (``ServedRandom`` stands in for ``jax.random`` in the official
+agent's module; key splitting passes through), with JAX's jit disabled so that every call reaches it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mfql.errors import ConfigError
+
+SHAPES = {  # shape -> (a task of that shape: its per-task hyperparameters, observation width, action width)
+    "cube": ("cube-single-play-singletask-task1-v0", 28, 5),
+    "antmaze": ("antmaze-large-navigate-singletask-task1-v0", 29, 8),
+}
+
+
+class ParityError(ConfigError):
+    """The official code is missing, of another commit, or asks for draws the check does not serve."""
+
+
+# --------------------------------------------------------------------------------------- official code
+def check_official(path: Path, files: dict[str, str], repo: str, commit: str) -> None:
+    """Stop with one line unless ``path`` holds ``files`` (relative path -> SHA-256) as at ``repo``@``commit``."""
+    if not path.is_dir():
+        raise ParityError(f"official={str(path)!r} is not a folder (valid: a clone of {repo} at {commit})")
+    for name, expected in files.items():
+        file = path / name
+        if not file.is_file():
+            raise ParityError(f"official={str(path)!r} has no {name} (valid: a clone of {repo} at {commit})")
+        if hashlib.sha256(file.read_bytes()).hexdigest() != expected:
+            raise ParityError(f"official={str(path)!r}: {name} differs from {repo} at commit {commit} "
+                              f"(check out that commit: git -C {path} checkout {commit})")
+
+
+def import_official(path: Path, module: str):
+    """The official repository's ``module`` (e.g. agents.fql), imported from ``path`` (its top-level packages
+    ``agents`` and ``utils`` replace any imported before: one official repository per process)."""
+    for name in [n for n in sys.modules if n.split(".")[0] in ("agents", "utils")]:
+        del sys.modules[name]
+    sys.path.insert(0, str(path.resolve()))
+    try:
+        return importlib.import_module(module)
+    finally:
+        sys.path.remove(str(path.resolve()))
+
+
+class ServedRandom:
+    """``jax.random`` as the official module sees it: key handling is JAX's own; each sampling call returns
+    the next array queued for it (``serve``), after checking that its shape is the one asked for."""
+
+    SAMPLERS = ("normal", "uniform", "randint", "permutation")
+
+    def __init__(self, random):
+        self._random = random
+        self._queues: dict[str, list[np.ndarray]] = {}
+
+    def serve(self, **queues: Iterable) -> None:
+        self._queues = {kind: [np.asarray(v) for v in values] for kind, values in queues.items()}
+
+    def left(self) -> dict[str, int]:
+        return {kind: len(q) for kind, q in self._queues.items() if q}
+
+    def _next(self, kind: str, shape) -> object:
+        import jax.numpy as jnp
+
+        queue = self._queues.get(kind)
+        if not queue:
+            raise ParityError(f"the official code drew jax.random.{kind}{tuple(shape)} beyond the draws served "
+                              "(the adapter's draw order does not match this commit)")
+        value = queue.pop(0)
+        if tuple(value.shape) != tuple(shape):
+            raise ParityError(f"the official code drew jax.random.{kind}{tuple(shape)} where the draw served "
+                              f"next has shape {tuple(value.shape)} (the adapter's draw order is wrong)")
+        return jnp.asarray(value)
+
+    def normal(self, key, shape=(), dtype=None):
+        return self._next("normal", shape)
+
+    def uniform(self, key, shape=(), dtype=None, minval=0.0, maxval=1.0):
+        return self._next("uniform", shape)
+
+    def randint(self, key, shape, minval, maxval, dtype=None):
+        return self._next("randint", shape)
+
+    def permutation(self, key, x, axis=0, independent=False):
+        return self._next("permutation", (int(x) if np.ndim(x) == 0 else len(x),))
+
+    def __getattr__(self, name):
+        return getattr(self._random, name)
+
+
+class JaxServed:
+    """The ``jax`` module with ``random`` replaced by a ``ServedRandom``: set as the official agent module's
+    ``jax`` global, so that its losses draw what the check serves (its files are not touched)."""
+
+    def __init__(self, jax, random: ServedRandom):
+        self._jax, self.random = jax, random
+
+    def __getattr__(self, name):
+        return getattr(self._jax, name)
+
+
+def serve_draws(module) -> ServedRandom:
+    """Replace ``module``'s ``jax`` by one whose random draws are served; returns the server."""
+    import jax
+
+    served = ServedRandom(jax.random)
+    module.jax = JaxServed(jax, served)
+    return served
+
+
+# ------------------------------------------------------------------------------------------ parameters
+@dataclass(frozen=True)
+class Pair:
+    """One official parameter and its mfql counterpart: ``theirs`` is a path in the official params tree,
+    ``ours`` (module, parameter name) in mfql's agent; ``to_ours`` maps the official layout to mfql's."""
+
+    theirs: tuple[str, ...]
+    ours: tuple[str, str]
+    to_ours: Callable[[np.ndarray], np.ndarray]
+
+
+def layers_in_order(tree: dict) -> list[tuple[str, dict]]:
+    """A flax MLP's layers in call order: Dense_0, LayerNorm_0, Dense_1, ... (flax names by kind and index)."""
+    def key(name: str) -> tuple[int, int]:
+        kind, index = name.rsplit("_", 1)
+        return int(index), 0 if kind == "Dense" else 1
+    return [(name, tree[name]) for name in sorted(tree, key=key)]
+
+
+def mlp_pairs(tree: dict, prefix: tuple[str, ...], module: torch.nn.Module, name: str, path: str) -> list[Pair]:
+    """Pairs for a flax MLP (``tree``, at ``prefix`` in the official params) and the torch layers of
+    ``module`` (mfql module ``name``, its layers under ``path``) in order. Dense kernels are [in, out] in
+    flax, torch.nn.Linear's weight [out, in]; an ensemble's (vmapped) parameters lead with the member axis,
+    mfql's EnsembleDense / EnsembleLayerNorm keep a broadcast axis for the batch."""
+    ours = [(n, m) for n, m in module.named_modules() if n and not list(m.children())
+            and any(True for _ in m.parameters(recurse=False))]
+    theirs = layers_in_order(tree)
+    if len(ours) != len(theirs):
+        raise ParityError(f"{name}.{path}: {len(ours)} layers in mfql, {len(theirs)} in the official network")
+    pairs = []
+    for (our_name, layer), (their_name, params) in zip(ours, theirs):
+        full = f"{path}.{our_name}" if path else our_name
+        kind = type(layer).__name__
+        if kind == "Linear":
+            pairs += [Pair((*prefix, their_name, "kernel"), (name, f"{full}.weight"), lambda a: a.T),
+                      Pair((*prefix, their_name, "bias"), (name, f"{full}.bias"), lambda a: a)]
+        elif kind == "LayerNorm":
+            pairs += [Pair((*prefix, their_name, "scale"), (name, f"{full}.weight"), lambda a: a),
+                      Pair((*prefix, their_name, "bias"), (name, f"{full}.bias"), lambda a: a)]
+        elif kind == "EnsembleDense":
+            pairs += [Pair((*prefix, their_name, "kernel"), (name, f"{full}.kernel"), lambda a: a),
+                      Pair((*prefix, their_name, "bias"), (name, f"{full}.bias"), lambda a: a[:, None, :])]
+        elif kind == "EnsembleLayerNorm":
+            pairs += [Pair((*prefix, their_name, "scale"), (name, f"{full}.scale"), lambda a: a[:, None, :]),
+                      Pair((*prefix, their_name, "bias"), (name, f"{full}.bias"), lambda a: a[:, None, :])]
+        else:
+            raise ParityError(f"{name}.{full}: no official counterpart for a {kind} layer")
+    return pairs
+
+
+def leaf(tree, path: tuple[str, ...]) -> np.ndarray:
+    for key in path:
+        tree = tree[key]
+    return np.asarray(tree)
+
+
+@torch.no_grad()
+def copy_params(pairs: list[Pair], params_tree, agent) -> None:
+    """Copy each official parameter into mfql's agent (checking shapes); every mfql parameter must be paired."""
+    named = {name: dict(getattr(agent, name).named_parameters()) for name in agent.modules()}
+    paired = {p.ours for p in pairs}
+    missing = [f"{m}.{n}" for m, group in named.items() for n in group if (m, n) not in paired]
+    if missing:
+        raise ParityError(f"mfql parameters without an official counterpart: {', '.join(missing[:5])}")
+    for pair in pairs:
+        value = torch.as_tensor(pair.to_ours(leaf(params_tree, pair.theirs)).copy())
+        target = named[pair.ours[0]][pair.ours[1]]
+        if value.shape != target.shape:
+            raise ParityError(f"{pair.ours[0]}.{pair.ours[1]}: shape {tuple(target.shape)} in mfql, "
+                              f"{tuple(value.shape)} from {'/'.join(pair.theirs)}")
+        target.copy_(value.to(target.dtype))
+
+
+# ------------------------------------------------------------------------------------------ comparing
+@dataclass
+class Check:
+    update: int      # 0: before the first update (outputs, actions); n: during / after the n-th update
+    group: str       # outputs | losses | bellman | gradients | parameters | targets | actions | alpha | ...
+    name: str
+    max_abs: float
+    max_rel: float   # max |ours - theirs| / max |theirs| (the quantity's scale; exact zeros: the absolute error)
+    tol: float
+    passed: bool
+    note: str = ""
+
+
+def relative_error(ours, theirs) -> tuple[float, float]:
+    a, b = np.asarray(ours, dtype=np.float64), np.asarray(theirs, dtype=np.float64)
+    if a.shape != b.shape:
+        return float("inf"), float("inf")
+    if a.size == 0:
+        return 0.0, 0.0
+    max_abs = float(np.max(np.abs(a - b)))
+    scale = float(np.max(np.abs(b)))
+    return max_abs, max_abs / scale if scale > 0 else max_abs
+
+
+class Comparison:
+    """The checks of one run, in order, with the tolerance of its dtype."""
+
+    def __init__(self, tol: float):
+        self.tol = tol
+        self.checks: list[Check] = []
+
+    def add(self, update: int, group: str, name: str, ours, theirs, note: str = "") -> None:
+        if isinstance(ours, torch.Tensor):
+            ours = ours.detach().cpu().double().numpy()
+        max_abs, max_rel = relative_error(ours, theirs)
+        self.checks.append(Check(update, group, name, max_abs, max_rel, self.tol, bool(max_rel <= self.tol), note))
+
+    def tree(self, update: int, group: str, pairs: list[Pair], ours: dict, theirs, modules=None) -> None:
+        """One check per paired parameter tensor (``ours``: module -> name -> tensor)."""
+        for pair in pairs:
+            if modules is None or pair.ours[0] in modules:
+                self.add(update, group, f"{pair.ours[0]}.{pair.ours[1]}", ours[pair.ours[0]][pair.ours[1]],
+                         pair.to_ours(leaf(theirs, pair.theirs)))
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
+
+    def rows(self) -> list[dict]:
+        return [asdict(c) for c in self.checks]

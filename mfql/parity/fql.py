@@ -1,0 +1,86 @@
+"""FQL against seohongpark/fql at 719d044 (``agents/fql.py``): its networks, draws and losses, paired with
+``mfql.agents.fql.FQL``."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from mfql.parity.core import Comparison, Pair, mlp_pairs
+
+REPO, COMMIT = "seohongpark/fql", "719d044"
+MODULE = "agents.fql"
+FILES = {  # the files the check runs, SHA-256 at that commit
+    "agents/fql.py": "234c313d3acb3ba3d5d2cf1a08feb8a9cda23d47577687ff1daa9b29d425ed1f",
+    "utils/networks.py": "3f38e3d413d573597348e31f2abb5431f54bf89e96fc76781a9471c72d6062aa",
+    "utils/flax_utils.py": "5b6a8e9a919bf57dae0c1454f327ded4235385f9d9dcd1e62263fe4fad9fd484",
+    "utils/encoders.py": "c4cff610086e5369cb44a943a55667c1cf393694ac1035df807a280d67e04bd8",
+}
+INFO = {  # mfql's metric -> the official info key of the same quantity
+    "critic/loss": "critic/critic_loss", "critic/q_mean": "critic/q_mean", "actor/loss": "actor/actor_loss",
+    "actor/bc_loss": "actor/bc_flow_loss", "actor/distill_loss": "actor/distill_loss",
+    "actor/q_loss": "actor/q_loss", "actor/q": "actor/q",
+}
+
+
+def official_agent(module, cfg, obs_dim: int, action_dim: int, seed: int):
+    """The official agent built by its own ``create`` with mfql's hyperparameters (``cfg``: mfql's agent config)."""
+    config = module.get_config()
+    config.update(dict(actor_hidden_dims=tuple(cfg.actor_hidden_dims), value_hidden_dims=tuple(cfg.critic_hidden_dims),
+                       actor_layer_norm=bool(cfg.actor_layer_norm), discount=float(cfg.discount), tau=float(cfg.tau),
+                       q_agg=str(cfg.q_agg), alpha=float(cfg.alpha), flow_steps=int(cfg.flow_steps),
+                       normalize_q_loss=bool(cfg.normalize_q_loss), lr=float(cfg.lr)))
+    ex_obs, ex_actions = np.zeros((1, obs_dim), np.float32), np.zeros((1, action_dim), np.float32)
+    return module.FQLAgent.create(seed, ex_obs, ex_actions, config)
+
+
+def pairs(params, agent) -> list[Pair]:
+    out = []
+    for name, ours in (("critic", agent.critic), ("target_critic", agent.target_critic)):
+        out += mlp_pairs(params[f"modules_{name}"]["value_net"], (f"modules_{name}", "value_net"), ours, name, "")
+    for theirs, ours in (("actor_bc_flow", "bc_flow"), ("actor_onestep_flow", "onestep")):
+        out += mlp_pairs(params[f"modules_{theirs}"]["mlp"], (f"modules_{theirs}", "mlp"), agent.actor[ours],
+                         "actor", ours)
+    return out
+
+
+def queues(draws: dict, spare: np.ndarray) -> dict:
+    """The official update's draws in its order: the critic's next-action noise; the actor's flow x0, flow
+    time and distillation noise; then one more noise for a logged metric only (``actor/mse``), served ``spare``."""
+    n = {k: v.detach().cpu().numpy() for k, v in draws.items()}
+    return {"normal": [n["next_noises"], n["flow_noises"], n["distill_noises"], spare], "uniform": [n["times"]]}
+
+
+def outputs(cmp: Comparison, update: int, official, agent, batch: dict, draws: dict, served, jnp) -> None:
+    """Each network's output and the actions on the same inputs."""
+    obs, actions = batch["observations"], batch["actions"]
+    theirs_obs, theirs_actions = jnp.asarray(obs.numpy()), jnp.asarray(actions.numpy())
+    noise, t = draws["distill_noises"], draws["times"]
+    select = official.network.select
+    with torch.no_grad():
+        cmp.add(update, "outputs", "critic Q(s, a)", agent.critic(obs, actions),
+                select("critic")(theirs_obs, actions=theirs_actions))
+        cmp.add(update, "outputs", "target critic Q(s, a)", agent.target_critic(obs, actions),
+                select("target_critic")(theirs_obs, actions=theirs_actions))
+        cmp.add(update, "outputs", "BC flow v(s, a, t)", agent.actor["bc_flow"](obs, actions, t),
+                select("actor_bc_flow")(theirs_obs, theirs_actions, jnp.asarray(t.numpy())))
+        cmp.add(update, "outputs", "one-step policy mu(s, z)", agent.one_step(obs, noise),
+                select("actor_onestep_flow")(theirs_obs, jnp.asarray(noise.numpy())))
+        cmp.add(update, "outputs", "BC flow's Euler actions (distillation target)", agent.flow_actions(obs, noise),
+                official.compute_flow_actions(theirs_obs, jnp.asarray(noise.numpy())))
+        served.serve(normal=[noise.numpy()])
+        cmp.add(update, "actions", "action (evaluation)", agent.act(obs, noises=noise[None]),
+                official.sample_actions(theirs_obs, seed=official.rng))
+        # the Bellman target from the next observations, with the next actions' noise of this update
+        next_obs, z = batch["next_observations"], draws["next_noises"]
+        next_actions = agent.one_step(next_obs, z).clamp(-1.0, 1.0)
+        next_qs = agent.target_critic(next_obs, next_actions)
+        next_q = next_qs.min(0).values if agent.cfg.q_agg == "min" else next_qs.mean(0)
+        ours = batch["rewards"] + agent.cfg.discount * batch["masks"] * next_q
+        served.serve(normal=[z.numpy()])
+        theirs_next = official.sample_actions(jnp.asarray(next_obs.numpy()), seed=official.rng)
+        qs = select("target_critic")(jnp.asarray(next_obs.numpy()), actions=jnp.clip(theirs_next, -1, 1))
+        q = qs.min(axis=0) if official.config["q_agg"] == "min" else qs.mean(axis=0)
+        theirs = jnp.asarray(batch["rewards"].numpy()) + official.config["discount"] * jnp.asarray(
+            batch["masks"].numpy()) * q
+        cmp.add(update, "bellman", "Bellman target r + gamma m Q'(s', mu(s', z))", ours, theirs)

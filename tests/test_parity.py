@@ -1,0 +1,116 @@
+"""python -m mfql.parity against the official code in ../shared/official (or $MFQL_OFFICIAL): it passes on
+mfql's update, and fails, naming the quantity, when one detail of that update is changed (its teeth). Skipped,
+with the reason, where the official code or the parity extra (JAX) is missing."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from mfql.agents.fql import FQL
+from mfql.config import compose
+from tests.conftest import ROOT, run_module
+
+OFFICIAL = Path(os.environ.get("MFQL_OFFICIAL", ROOT.parent / "shared" / "official"))
+FQL_CODE = OFFICIAL / "fql-719d044"
+pytestmark = [
+    pytest.mark.slow,  # JAX and the official agents, eagerly: about 2 minutes
+    pytest.mark.skipif(not FQL_CODE.is_dir(), reason=f"no official code at {FQL_CODE} (set MFQL_OFFICIAL)"),
+    pytest.mark.skipif(importlib.util.find_spec("jax") is None,
+                       reason='the parity extra is not installed (pip install -e ".[parity]")'),
+]
+
+
+def parity(*args: str):
+    from mfql.parity.__main__ import run
+
+    return run(compose("parity", ["method=fql", f"official={FQL_CODE}", *args]))
+
+
+def test_the_fql_update_matches_the_official_code(tmp_path):
+    out = tmp_path / "parity.json"
+    proc = run_module("mfql.parity", "method=fql", f"official={FQL_CODE}", f"out={out}", "updates=2")
+    assert "PASS" in proc.stdout.splitlines()[-1]
+    report = json.loads(out.read_text())
+    assert report["passed"] and report["dtype"] == "float64" and report["official"] == "seohongpark/fql@719d044"
+    assert {c["note"] for c in report["checks"]} == {"cube", "antmaze"}
+    assert set(report["groups"]) == {"outputs", "actions", "bellman", "losses", "gradients", "parameters", "targets"}
+    assert max(c["max_rel"] for c in report["checks"]) < 1e-9
+    names = {c["name"] for c in report["checks"]}
+    # every parameter's gradient and value, and every logged loss
+    assert {"actor.bc_flow.net.0.weight", "critic.net.0.kernel", "target_critic.net.6.bias"} <= names
+    assert {"critic/loss", "actor/bc_loss", "actor/distill_loss", "actor/q_loss", "total_loss"} <= names
+
+
+def test_float32_matches_within_its_tolerance():
+    cmp, report = parity("dtype=float32", "shapes=[cube]", "updates=2")
+    assert cmp.passed and report["tolerance"] == 2e-4
+    assert max(c.max_rel for c in cmp.checks) > 1e-9  # float32 round-off, not float64's
+
+
+def failing(cmp) -> set[tuple[str, str]]:
+    return {(c.group, c.name.split(".")[0]) for c in cmp.failed()}
+
+
+def test_the_ema_after_the_optimiser_step_fails_on_the_targets_only(monkeypatch):
+    def update_then_ema(self, batch, draws, state=None, foreach=True):
+        state = state if state is not None else self.state()
+        grads, metrics, _ = self.gradients(batch, draws, state)
+        self.adam_steps(state, {name: grads[name].values() for name in self.NETWORKS}, foreach)
+        self.soft_update(state, foreach)  # official: before the step
+        state["update_count"].add_(1)
+        return metrics
+
+    monkeypatch.setattr(FQL, "update_on_device", update_then_ema)
+    cmp, report = parity("shapes=[cube]", "updates=2")
+    assert not report["passed"]
+    assert failing(cmp) >= {("targets", "target_critic")}
+    assert {group for group, _ in failing(cmp)} <= {"targets", "outputs", "bellman", "losses", "gradients",
+                                                    "parameters"}
+    first = min(c.update for c in cmp.failed())
+    assert {c.group for c in cmp.failed() if c.update == first} == {"targets"}
+
+
+def test_another_target_rate_fails_on_the_targets_and_nothing_else(monkeypatch):
+    soft_update = FQL.soft_update
+    monkeypatch.setattr(FQL, "soft_update", lambda self, state=None, foreach=True, rate=None:
+                        soft_update(self, state, foreach, rate=self.cfg.tau * 1.01))
+    cmp, _ = parity("shapes=[cube]", "updates=2")  # the first update's EMA: the target is still the critic's copy
+    # the target network's parameters, and what the final outputs compute from it only
+    assert failing(cmp) == {("targets", "target_critic"), ("outputs", "target critic Q(s, a)"),
+                            ("bellman", "Bellman target r + gamma m Q'(s', mu(s', z))")}
+
+
+def test_reversed_flow_interpolation_fails_on_the_bc_loss_and_its_gradients(monkeypatch):
+    bc_flow_loss = FQL.bc_flow_loss
+
+    def reversed_time(self, batch, params, draws):
+        return bc_flow_loss(self, batch, params, {**draws, "times": 1.0 - draws["times"]})
+
+    monkeypatch.setattr(FQL, "bc_flow_loss", reversed_time)
+    cmp, _ = parity("shapes=[cube]", "updates=1")
+    names = {c.name for c in cmp.failed() if c.update == 1 and c.group in ("losses", "gradients")}
+    assert {"actor/bc_loss", "actor/loss", "total_loss"} <= names
+    assert any(n.startswith("actor.bc_flow.") for n in names)
+    assert not any(n.startswith(("critic.", "actor.onestep.")) for n in names)  # the other losses still match
+    assert torch.get_default_dtype() == torch.float32  # the check leaves torch's default as it found it
+
+
+def test_another_commit_of_the_official_code_is_refused_in_one_line(tmp_path):
+    copy = tmp_path / "fql"
+    shutil.copytree(FQL_CODE, copy)
+    with open(copy / "agents" / "fql.py", "a") as f:
+        f.write("\n# edited\n")
+    proc = run_module("mfql.parity", "method=fql", f"official={copy}", check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"error: official={str(copy)!r}: agents/fql.py differs from seohongpark/fql at commit 719d044 "
+        f"(check out that commit: git -C {copy} checkout 719d044)"]
+    proc = run_module("mfql.parity", "method=rebrac", f"official={copy}", check=False)
+    assert proc.returncode == 2 and "method='rebrac' has no parity check (valid: fql)" in proc.stderr
