@@ -39,7 +39,7 @@ def test_the_fql_update_matches_the_official_code(tmp_path):
     assert "PASS" in proc.stdout.splitlines()[-1]
     report = json.loads(out.read_text())
     assert report["passed"] and report["dtype"] == "float64" and report["official"] == "seohongpark/fql@719d044"
-    assert {c["note"] for c in report["checks"]} == {"cube", "antmaze"}
+    assert {c["shape"] for c in report["checks"]} == {"cube", "antmaze"}
     assert set(report["groups"]) == {"outputs", "actions", "bellman", "losses", "gradients", "parameters", "targets"}
     assert max(c["max_rel"] for c in report["checks"]) < 1e-9
     names = {c["name"] for c in report["checks"]}

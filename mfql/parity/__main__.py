@@ -28,7 +28,7 @@ from mfql.files import write_json
 from mfql.parity.core import SHAPES, Comparison, ParityError, check_official, copy_params, import_official, serve_draws
 
 log = logging.getLogger("mfql.parity")
-ADAPTERS = {"fql": "mfql.parity.fql"}  # method -> the module that pairs it with its official code
+ADAPTERS = {"mfql": "mfql.parity.meanflow", "fql": "mfql.parity.fql"}  # method -> the module that pairs it with its official code
 TOLERANCE = {"float64": 1e-9, "float32": 2e-4}  # largest error relative to the quantity's scale (docs/verification.md)
 
 
@@ -41,6 +41,12 @@ def check_config(cfg) -> None:
                        ("dtype", tuple(TOLERANCE))):
         if cfg[key] not in valid:
             raise ConfigError(f"{key}={cfg[key]!r} is not valid (valid: {', '.join(valid)})")
+    adapter = importlib.import_module(ADAPTERS[cfg.method])
+    if cfg.model not in adapter.MODELS:
+        raise ConfigError(f"model={cfg.model!r} has no counterpart in {cfg.method}'s official code "
+                          f"(valid: {', '.join(adapter.MODELS)})")
+    if cfg.parity not in adapter.PARITIES:
+        raise ConfigError(f"parity={cfg.parity!r} is not checked for {cfg.method} (valid: {', '.join(adapter.PARITIES)})")
     require_int(cfg, "updates", 1)
     require_int(cfg, "batch_size", 2)
     require_int(cfg, "seed", 0)
@@ -73,11 +79,12 @@ def as_jax(batch: dict, jnp) -> dict:
 
 def cast_params(official, jnp, dtype):
     """The official agent with its parameters in ``dtype`` (its initialisers make float32) and its optimiser
-    state made for them."""
+    state made for them (from plain dicts, as the official constructors make it)."""
     import jax
+    from flax.core import unfreeze
 
     params = jax.tree_util.tree_map(lambda p: jnp.asarray(p, dtype), official.network.params)
-    network = official.network.replace(params=params, opt_state=official.network.tx.init(params))
+    network = official.network.replace(params=params, opt_state=official.network.tx.init(unfreeze(params)))
     return official.replace(network=network)
 
 
@@ -86,36 +93,46 @@ def check_shape(cfg, adapter, module, served, shape: str, cmp: Comparison, jax) 
 
     task, obs_dim, action_dim = SHAPES[shape]
     agent_cfg = compose("train", [f"task={task}", "out_dir=.", f"method={cfg.method}", f"model={cfg.model}",
-                                  f"parity={cfg.parity}"]).agent
-    agent = make_agent(cfg.method, agent_cfg, obs_dim, action_dim, np.zeros(obs_dim), np.ones(obs_dim), 1000, "cpu")
+                                  f"parity={cfg.parity}", *adapter.OVERRIDES]).agent
+    agent = make_agent(cfg.method, agent_cfg, obs_dim, action_dim, np.zeros(obs_dim), np.ones(obs_dim),
+                       adapter.BUDGET, "cpu")
     official = cast_params(adapter.official_agent(module, agent_cfg, obs_dim, action_dim, cfg.seed), jnp,
                            jnp.float64 if cfg.dtype == "float64" else jnp.float32)
     pairs = adapter.pairs(official.network.params, agent)
     copy_params(pairs, official.network.params, agent)
+    undo = adapter.prepare(agent, official, cmp)
+    try:
+        run_updates(cfg, adapter, served, cmp, agent, official, pairs, obs_dim, action_dim, jax, jnp)
+    finally:
+        undo()
+
+
+def run_updates(cfg, adapter, served, cmp, agent, official, pairs, obs_dim, action_dim, jax, jnp) -> None:
+    """``cfg.updates`` updates of both agents on the same batches and draws, compared as they go."""
     generator = torch.Generator().manual_seed(cfg.seed)
-    spare = np.zeros((cfg.batch_size, action_dim))
+    first = type(agent).first_step(cfg.parity)
     for update in range(1, cfg.updates + 1):
+        step = first + update - 1  # the training loop's step, which both updates are given
         batch = random_batch(cfg.batch_size, obs_dim, action_dim, generator)
         draws = agent.draws(cfg.batch_size, generator)
         theirs_batch = as_jax(batch, jnp)
         if update == 1:
             adapter.outputs(cmp, 0, official, agent, batch, draws, served, jnp)
         # gradients and losses, before the step
-        grads, metrics, _ = agent.gradients(batch, draws)
-        served.serve(**adapter.queues(draws, spare))
+        grads, metrics, carry = agent.gradients(batch, draws)
+        served.serve(**adapter.queues(draws, agent))
         (loss, info), their_grads = jax.value_and_grad(
-            lambda p, agent=official, b=theirs_batch: agent.total_loss(b, p, rng=agent.rng), has_aux=True)(
+            lambda p, agent=official, b=theirs_batch, s=step: adapter.official_loss(agent, b, p, s), has_aux=True)(
             official.network.params)
-        for ours, theirs in adapter.INFO.items():
-            cmp.add(update, "losses", ours, metrics[ours], info[theirs])
-        cmp.add(update, "losses", "total_loss", metrics["total_loss"], loss)
+        adapter.losses(cmp, update, metrics, carry, loss, info)
         cmp.tree(update, "gradients", pairs, grads, their_grads, modules=agent.NETWORKS)
-        # the update itself: parameters, optimiser step, targets
-        agent.update(batch, update, draws=draws)
-        served.serve(**adapter.queues(draws, spare))
-        official, _ = official.update(theirs_batch)
+        # the update itself: clipping, the optimiser step, the targets, the method's own state
+        ours_info = agent.update(batch, step, draws=draws)
+        served.serve(**adapter.queues(draws, agent))
+        official, their_info = adapter.official_update(official, theirs_batch, step)
         if served.left():
             raise ParityError(f"the official update drew fewer values than served ({served.left()})")
+        adapter.after_update(cmp, update, agent, ours_info, official, their_info)
         state = {name: dict(getattr(agent, name).named_parameters()) for name in agent.modules()}
         cmp.tree(update, "parameters", pairs, state, official.network.params, modules=agent.NETWORKS)
         cmp.tree(update, "targets", pairs, state, official.network.params,
@@ -152,7 +169,7 @@ def run(cfg) -> tuple[Comparison, dict]:
                 first = len(cmp.checks)
                 check_shape(cfg, adapter, module, served, shape, cmp, jax)
                 for c in cmp.checks[first:]:
-                    c.note = shape
+                    c.shape = shape
     finally:
         torch.set_default_dtype(previous)
     report = {"method": cfg.method, "official": f"{adapter.REPO}@{adapter.COMMIT}", "shapes": list(cfg.shapes),
@@ -167,8 +184,8 @@ def main(argv: list[str]) -> None:
     cfg = compose("parity", argv)
     cmp, report = run(cfg)
     for c in cmp.checks:
-        print(f"{'pass' if c.passed else 'FAIL'}  {c.note:8s} update {c.update}  {c.group:10s} {c.name:60s} "
-              f"max abs {c.max_abs:.2e}  max rel {c.max_rel:.2e}  tol {c.tol:.0e}")
+        print(f"{'pass' if c.passed else 'FAIL'}  {c.shape:8s} update {c.update}  {c.group:10s} {c.name:60s} "
+              f"max abs {c.max_abs:.2e}  max rel {c.max_rel:.2e}  tol {c.tol:.1e}")
     for group, g in report["groups"].items():
         print(f"{group:10s} {g['checks'] - g['failed']}/{g['checks']} match, largest relative error {g['max_rel']:.2e}")
     failed = cmp.failed()

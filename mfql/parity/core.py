@@ -21,6 +21,7 @@ import torch
 
 from mfql.errors import ConfigError
 
+FLOAT32_EPS = 2.0**-23  # float32's relative rounding step: the tolerance of quantities the official code keeps in float32
 SHAPES = {  # shape -> (a task of that shape: its per-task hyperparameters, observation width, action width)
     "cube": ("cube-single-play-singletask-task1-v0", 28, 5),
     "antmaze": ("antmaze-large-navigate-singletask-task1-v0", 29, 8),
@@ -87,7 +88,36 @@ class ServedRandom:
         return jnp.asarray(value)
 
     def normal(self, key, shape=(), dtype=None):
+        import jax
+
+        if isinstance(key, jax.core.Tracer):  # inside jax.vmap over keys: one draw per key, served stacked
+            return self._vmapped("normal", shape, key)
         return self._next("normal", shape)
+
+    def _vmapped(self, kind: str, shape, key):
+        """A draw inside ``jax.vmap`` over ``n`` keys: the next queued array, of shape ``[n, *shape]``, returned
+        as the mapped result (a custom batching rule: the function itself cannot tell the keys apart)."""
+        import jax.numpy as jnp
+        from jax.custom_batching import custom_vmap
+
+        queue = self._queues.get(kind)
+        if not queue or tuple(queue[0].shape[1:]) != tuple(shape):
+            raise ParityError(f"the official code drew jax.random.{kind}{tuple(shape)} per mapped key where the "
+                              "draw served next does not fit (the adapter's draw order is wrong)")
+        value = jnp.asarray(queue.pop(0))
+
+        @custom_vmap
+        def draw(key):
+            return value[0]
+
+        @draw.def_vmap
+        def mapped(axis_size, in_batched, key):
+            if axis_size != value.shape[0]:
+                raise ParityError(f"the official code drew jax.random.{kind} for {axis_size} keys where "
+                                  f"{value.shape[0]} were served")
+            return value, True
+
+        return draw(key)
 
     def uniform(self, key, shape=(), dtype=None, minval=0.0, maxval=1.0):
         return self._next("uniform", shape)
@@ -202,20 +232,21 @@ class Check:
     group: str       # outputs | losses | bellman | gradients | parameters | targets | actions | alpha | ...
     name: str
     max_abs: float
-    max_rel: float   # max |ours - theirs| / max |theirs| (the quantity's scale; exact zeros: the absolute error)
+    max_rel: float   # max |ours - theirs| / the quantity's scale: max |theirs|, or its network's (``tree``)
     tol: float
     passed: bool
-    note: str = ""
+    shape: str = ""  # the shape (cube, antmaze) it was checked on
 
 
-def relative_error(ours, theirs) -> tuple[float, float]:
+def relative_error(ours, theirs, scale: float | None = None) -> tuple[float, float]:
+    """(max |ours - theirs|, that over ``scale``: by default max |theirs|; exact zeros: the absolute error)."""
     a, b = np.asarray(ours, dtype=np.float64), np.asarray(theirs, dtype=np.float64)
     if a.shape != b.shape:
         return float("inf"), float("inf")
     if a.size == 0:
         return 0.0, 0.0
     max_abs = float(np.max(np.abs(a - b)))
-    scale = float(np.max(np.abs(b)))
+    scale = float(np.max(np.abs(b))) if scale is None else scale
     return max_abs, max_abs / scale if scale > 0 else max_abs
 
 
@@ -226,18 +257,28 @@ class Comparison:
         self.tol = tol
         self.checks: list[Check] = []
 
-    def add(self, update: int, group: str, name: str, ours, theirs, note: str = "") -> None:
+    def add(self, update: int, group: str, name: str, ours, theirs, tol: float | None = None,
+            scale: float | None = None) -> None:
+        """``tol``: this quantity's own tolerance where it is looser than the dtype's (stated by the caller)."""
         if isinstance(ours, torch.Tensor):
             ours = ours.detach().cpu().double().numpy()
-        max_abs, max_rel = relative_error(ours, theirs)
-        self.checks.append(Check(update, group, name, max_abs, max_rel, self.tol, bool(max_rel <= self.tol), note))
+        max_abs, max_rel = relative_error(ours, theirs, scale)
+        tol = self.tol if tol is None else max(tol, self.tol)
+        self.checks.append(Check(update, group, name, max_abs, max_rel, tol, bool(max_rel <= tol)))
 
     def tree(self, update: int, group: str, pairs: list[Pair], ours: dict, theirs, modules=None) -> None:
-        """One check per paired parameter tensor (``ours``: module -> name -> tensor)."""
-        for pair in pairs:
-            if modules is None or pair.ours[0] in modules:
-                self.add(update, group, f"{pair.ours[0]}.{pair.ours[1]}", ours[pair.ours[0]][pair.ours[1]],
-                         pair.to_ours(leaf(theirs, pair.theirs)))
+        """One check per paired parameter tensor (``ours``: module -> name -> tensor), its error relative to
+        the largest value of its network: a tensor's round-off belongs to the sums over the whole network
+        that made it (a layer initialised at zero, one small step old, has values a million times smaller
+        than its neighbours and gradients that cancel, so its own scale would magnify the same round-off)."""
+        chosen = [p for p in pairs if modules is None or p.ours[0] in modules]
+        values = {p: p.to_ours(leaf(theirs, p.theirs)) for p in chosen}
+        scale: dict[str, float] = {}
+        for pair, value in values.items():
+            scale[pair.ours[0]] = max(scale.get(pair.ours[0], 0.0), float(np.max(np.abs(value))))
+        for pair, value in values.items():
+            self.add(update, group, f"{pair.ours[0]}.{pair.ours[1]}", ours[pair.ours[0]][pair.ours[1]], value,
+                     scale=scale[pair.ours[0]])
 
     @property
     def passed(self) -> bool:

@@ -16,6 +16,10 @@ FILES = {  # the files the check runs, SHA-256 at that commit
     "utils/flax_utils.py": "5b6a8e9a919bf57dae0c1454f327ded4235385f9d9dcd1e62263fe4fad9fd484",
     "utils/encoders.py": "c4cff610086e5369cb44a943a55667c1cf393694ac1035df807a280d67e04bd8",
 }
+MODELS = ("small", "paper")  # the official code's MLPs at either size
+PARITIES = ("official",)  # FQL has no deliberate differences
+OVERRIDES: list[str] = []
+BUDGET = 1000  # training steps the agents are built for (FQL has no schedule)
 INFO = {  # mfql's metric -> the official info key of the same quantity
     "critic/loss": "critic/critic_loss", "critic/q_mean": "critic/q_mean", "actor/loss": "actor/actor_loss",
     "actor/bc_loss": "actor/bc_flow_loss", "actor/distill_loss": "actor/distill_loss",
@@ -44,11 +48,35 @@ def pairs(params, agent) -> list[Pair]:
     return out
 
 
-def queues(draws: dict, spare: np.ndarray) -> dict:
+def queues(draws: dict, agent) -> dict:
     """The official update's draws in its order: the critic's next-action noise; the actor's flow x0, flow
-    time and distillation noise; then one more noise for a logged metric only (``actor/mse``), served ``spare``."""
+    time and distillation noise; then one more noise for a logged metric only (``actor/mse``), served zeros."""
     n = {k: v.detach().cpu().numpy() for k, v in draws.items()}
+    spare = np.zeros_like(n["distill_noises"])
     return {"normal": [n["next_noises"], n["flow_noises"], n["distill_noises"], spare], "uniform": [n["times"]]}
+
+
+def prepare(agent, official, cmp: Comparison):
+    """FQL's learning rate is a constant: nothing to align."""
+    return lambda: None
+
+
+def official_loss(official, batch, params, step):
+    return official.total_loss(batch, params, rng=official.rng)
+
+
+def official_update(official, batch, step):
+    return official.update(batch)
+
+
+def losses(cmp: Comparison, update: int, metrics: dict, carry, loss, info: dict) -> None:
+    for ours, theirs in INFO.items():
+        cmp.add(update, "losses", ours, metrics[ours], info[theirs])
+    cmp.add(update, "losses", "total_loss", metrics["total_loss"], loss)
+
+
+def after_update(cmp: Comparison, update: int, agent, ours: dict, official, theirs: dict) -> None:
+    """FQL has no state beyond its networks and optimiser."""
 
 
 def outputs(cmp: Comparison, update: int, official, agent, batch: dict, draws: dict, served, jnp) -> None:
