@@ -19,18 +19,21 @@ from tests.conftest import ROOT, run_module
 
 OFFICIAL = Path(os.environ.get("MFQL_OFFICIAL", ROOT.parent / "shared" / "official"))
 FQL_CODE = OFFICIAL / "fql-719d044"
+MFQL_CODE = OFFICIAL / "MeanFlowQL-3fab100"
 pytestmark = [
-    pytest.mark.slow,  # JAX and the official agents, eagerly: about 2 minutes
-    pytest.mark.skipif(not FQL_CODE.is_dir(), reason=f"no official code at {FQL_CODE} (set MFQL_OFFICIAL)"),
+    pytest.mark.slow,  # JAX and the official agents, eagerly: about 4 minutes
+    pytest.mark.skipif(not (FQL_CODE.is_dir() and MFQL_CODE.is_dir()),
+                       reason=f"no official code at {OFFICIAL} (set MFQL_OFFICIAL)"),
     pytest.mark.skipif(importlib.util.find_spec("jax") is None,
                        reason='the parity extra is not installed (pip install -e ".[parity]")'),
 ]
 
 
-def parity(*args: str):
+def parity(*args: str, method: str = "fql"):
     from mfql.parity.__main__ import run
 
-    return run(compose("parity", ["method=fql", f"official={FQL_CODE}", *args]))
+    code = MFQL_CODE if method == "mfql" else FQL_CODE
+    return run(compose("parity", [f"method={method}", f"official={code}", *args]))
 
 
 def test_the_fql_update_matches_the_official_code(tmp_path):
@@ -50,7 +53,7 @@ def test_the_fql_update_matches_the_official_code(tmp_path):
 
 def test_float32_matches_within_its_tolerance():
     cmp, report = parity("dtype=float32", "shapes=[cube]", "updates=2")
-    assert cmp.passed and report["tolerance"] == 2e-4
+    assert cmp.passed and report["tolerance"] == 1e-3
     assert max(c.max_rel for c in cmp.checks) > 1e-9  # float32 round-off, not float64's
 
 
@@ -113,4 +116,35 @@ def test_another_commit_of_the_official_code_is_refused_in_one_line(tmp_path):
         f"error: official={str(copy)!r}: agents/fql.py differs from seohongpark/fql at commit 719d044 "
         f"(check out that commit: git -C {copy} checkout 719d044)"]
     proc = run_module("mfql.parity", "method=rebrac", f"official={copy}", check=False)
-    assert proc.returncode == 2 and "method='rebrac' has no parity check (valid: fql)" in proc.stderr
+    assert proc.returncode == 2 and "method='rebrac' has no parity check (valid: mfql, fql)" in proc.stderr
+    proc = run_module("mfql.parity", "method=mfql", f"official={MFQL_CODE}", "model=small", check=False)
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        "error: model='small' has no counterpart in mfql's official code (valid: paper)")
+
+
+def test_the_meanflow_ql_update_matches_the_official_code():
+    # three updates: the learning rate's warm-up, then the alpha controller's, then one of its events
+    cmp, report = parity("shapes=[cube]", "updates=3", method="mfql")
+    assert report["passed"] and report["official"] == "HiccupRL/MeanFlowQL@3fab100"
+    assert set(report["groups"]) == {"outputs", "actions", "bellman", "losses", "alpha", "gradients", "schedule",
+                                     "parameters", "targets"}
+    names = {c.name for c in cmp.checks}
+    assert {"actor.blocks.2.attn.qkv.weight", "actor.pos_embed", "critic.net.0.kernel", "actor/bc_loss",
+            "best-of-K action (evaluation)", "MeanFlow-loss history"} <= names
+    lrs = [c for c in cmp.checks if c.group == "schedule"]
+    assert [c.update for c in lrs] == [1, 2, 3] and all(c.tol == pytest.approx(2.0**-23) for c in lrs)
+
+
+def test_a_reversed_meanflow_interpolation_fails_on_the_bc_loss_and_the_actor(monkeypatch):
+    from mfql.agents.meanflow import MeanFlowQL
+
+    mfi = MeanFlowQL.mfi_output_and_target
+
+    def reversed_path(self, obs_n, actions, times, noises, actor_params=None):  # a_t = t a + (1 - t) e
+        return mfi(self, obs_n, noises, times, actions, actor_params)
+
+    monkeypatch.setattr(MeanFlowQL, "mfi_output_and_target", reversed_path)
+    cmp, _ = parity("shapes=[cube]", "updates=1", method="mfql")
+    names = {c.name for c in cmp.failed() if c.group in ("losses", "gradients")}
+    assert {"actor/bc_loss", "actor/loss", "total_loss"} <= names and any(n.startswith("actor.") for n in names)
+    assert not any(n.startswith("critic") for n in names)

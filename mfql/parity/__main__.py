@@ -28,8 +28,9 @@ from mfql.files import write_json
 from mfql.parity.core import SHAPES, Comparison, ParityError, check_official, copy_params, import_official, serve_draws
 
 log = logging.getLogger("mfql.parity")
-ADAPTERS = {"mfql": "mfql.parity.meanflow", "fql": "mfql.parity.fql"}  # method -> the module that pairs it with its official code
-TOLERANCE = {"float64": 1e-9, "float32": 2e-4}  # largest error relative to the quantity's scale (docs/verification.md)
+# method -> the module that pairs it with its official code
+ADAPTERS = {"mfql": "mfql.parity.meanflow", "fql": "mfql.parity.fql"}
+TOLERANCE = {"float64": 1e-9, "float32": 1e-3}  # largest error relative to the quantity's scale (docs/verification.md)
 
 
 def check_config(cfg) -> None:
@@ -46,7 +47,8 @@ def check_config(cfg) -> None:
         raise ConfigError(f"model={cfg.model!r} has no counterpart in {cfg.method}'s official code "
                           f"(valid: {', '.join(adapter.MODELS)})")
     if cfg.parity not in adapter.PARITIES:
-        raise ConfigError(f"parity={cfg.parity!r} is not checked for {cfg.method} (valid: {', '.join(adapter.PARITIES)})")
+        raise ConfigError(f"parity={cfg.parity!r} is not checked for {cfg.method} "
+                          f"(valid: {', '.join(adapter.PARITIES)})")
     require_int(cfg, "updates", 1)
     require_int(cfg, "batch_size", 2)
     require_int(cfg, "seed", 0)

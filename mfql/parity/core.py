@@ -21,7 +21,7 @@ import torch
 
 from mfql.errors import ConfigError
 
-FLOAT32_EPS = 2.0**-23  # float32's relative rounding step: the tolerance of quantities the official code keeps in float32
+FLOAT32_EPS = 2.0**-23  # float32's relative rounding step: the tolerance of what the official code keeps in float32
 SHAPES = {  # shape -> (a task of that shape: its per-task hyperparameters, observation width, action width)
     "cube": ("cube-single-play-singletask-task1-v0", 28, 5),
     "antmaze": ("antmaze-large-navigate-singletask-task1-v0", 29, 8),
