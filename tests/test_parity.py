@@ -15,7 +15,9 @@ import torch
 
 from mfql.agents.fql import FQL
 from mfql.config import compose
-from tests.conftest import ROOT, run_module
+from tests.conftest import ROOT, TEST_METHODS, run_module
+
+TEST_ENV = {**os.environ, **TEST_METHODS}  # the test-only method bc (tests/methods) is registered
 
 OFFICIAL = Path(os.environ.get("MFQL_OFFICIAL", ROOT.parent / "shared" / "official"))
 FQL_CODE = OFFICIAL / "fql-719d044"
@@ -32,7 +34,7 @@ pytestmark = [
 def parity(*args: str, method: str = "fql"):
     from mfql.parity.__main__ import run
 
-    code = MFQL_CODE if method == "mfql" else FQL_CODE
+    code = MFQL_CODE if method == "mfql" else FQL_CODE  # FQL's repository holds its ReBRAC too
     return run(compose("parity", [f"method={method}", f"official={code}", *args]))
 
 
@@ -115,11 +117,19 @@ def test_another_commit_of_the_official_code_is_refused_in_one_line(tmp_path):
     assert proc.stderr.strip().splitlines() == [
         f"error: official={str(copy)!r}: agents/fql.py differs from seohongpark/fql at commit 719d044 "
         f"(check out that commit: git -C {copy} checkout 719d044)"]
-    proc = run_module("mfql.parity", "method=rebrac", f"official={copy}", check=False)
-    assert proc.returncode == 2 and "method='rebrac' has no parity check (valid: mfql, fql)" in proc.stderr
+    proc = run_module("mfql.parity", "method=bc", f"official={copy}", check=False, env=TEST_ENV)
+    assert proc.returncode == 2 and "method='bc' has no parity check (valid: mfql, fql, rebrac)" in proc.stderr
     proc = run_module("mfql.parity", "method=mfql", f"official={MFQL_CODE}", "model=small", check=False)
     assert proc.returncode == 2 and proc.stderr.strip() == (
         "error: model='small' has no counterpart in mfql's official code (valid: paper)")
+
+
+def test_the_rebrac_update_matches_the_official_code():
+    # four updates: two of them full (the actor's loss and both targets' EMA, every second step)
+    cmp, report = parity("shapes=[cube]", "updates=4", method="rebrac")
+    assert report["passed"]
+    assert {c.update for c in cmp.checks if c.name == "actor/bc_loss"} == {2, 4}
+    assert {"target_actor.net.8.weight", "actor.net.0.weight"} <= {c.name for c in cmp.checks}
 
 
 def test_the_meanflow_ql_update_matches_the_official_code():

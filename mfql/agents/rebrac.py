@@ -125,8 +125,9 @@ class ReBRAC(Agent):
         """The update as one function of device tensors, in place on ``state`` (as the other methods')."""
         state = state if state is not None else self.state()
         grads, metrics, _ = self.gradients(batch, draws, state)
-        self.adam_steps(state, {name: grads[name].values() for name in self.NETWORKS}, foreach)
-        # FQL's target_update after the step, towards the updated networks, on full updates only
+        # FQL's target_update, on full updates only: towards the networks before this step (it reads the
+        # agent's parameters from before apply_loss_fn), as in FQL
         self.soft_update(state, foreach, rate=torch.where(self.full_update(), self.cfg.tau, 0.0))
+        self.adam_steps(state, {name: grads[name].values() for name in self.NETWORKS}, foreach)
         state["update_count"].add_(1)
         return {k: v.detach() for k, v in metrics.items()}

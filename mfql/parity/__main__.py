@@ -29,7 +29,7 @@ from mfql.parity.core import SHAPES, Comparison, ParityError, check_official, co
 
 log = logging.getLogger("mfql.parity")
 # method -> the module that pairs it with its official code
-ADAPTERS = {"mfql": "mfql.parity.meanflow", "fql": "mfql.parity.fql"}
+ADAPTERS = {"mfql": "mfql.parity.meanflow", "fql": "mfql.parity.fql", "rebrac": "mfql.parity.rebrac"}
 TOLERANCE = {"float64": 1e-9, "float32": 1e-3}  # largest error relative to the quantity's scale (docs/verification.md)
 
 
@@ -120,7 +120,8 @@ def run_updates(cfg, adapter, served, cmp, agent, official, pairs, obs_dim, acti
         theirs_batch = as_jax(batch, jnp)
         if update == 1:
             adapter.outputs(cmp, 0, official, agent, batch, draws, served, jnp)
-        # gradients and losses, before the step
+        # gradients and losses, before the step (at this step: update() sets it too)
+        agent.step.fill_(step)
         grads, metrics, carry = agent.gradients(batch, draws)
         served.serve(**adapter.queues(draws, agent))
         (loss, info), their_grads = jax.value_and_grad(

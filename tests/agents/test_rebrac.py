@@ -61,17 +61,21 @@ def test_the_actor_and_the_targets_update_every_second_step_and_adam_keeps_movin
     snapshot = lambda module: [t.detach().clone() for t in module.parameters()]  # noqa: E731
     moved = lambda before, module: any(not torch.equal(a, b) for a, b in zip(before, module.parameters()))  # noqa: E731
     history = []
-    for step in (1, 2, 3):
+    for step in (1, 2, 3, 4):
         before = {name: snapshot(getattr(agent, name)) for name in agent.modules()}
         agent.update(random_batch(32, seed=step), step)
         history.append({name: moved(before[name], getattr(agent, name)) for name in agent.modules()})
-        if step == 2:  # the targets' EMA, after the step, towards the updated networks
-            for t, t0, o in zip(agent.target_actor.parameters(), before["target_actor"], agent.actor.parameters()):
-                torch.testing.assert_close(t, t0 + 0.005 * (o - t0))
-    # step 1: no actor gradient, Adam's moments still zero: the actor stays; step 3: it moves by momentum
+        if step in (2, 4):  # the targets' EMA towards the networks before this step (FQL's target_update)
+            for name in agent.TARGETS:
+                for t, t0, o in zip(getattr(agent, f"target_{name}").parameters(), before[f"target_{name}"],
+                                    before[name]):
+                    torch.testing.assert_close(t, t0 + 0.005 * (o - t0))
+    # step 1: no actor gradient, Adam's moments still zero: the actor stays; step 3: it moves by momentum.
+    # step 2: the target actor stays (the actor it moves towards had not moved yet); step 4: it moves.
     assert history[0] == {"actor": False, "critic": True, "target_critic": False, "target_actor": False}
-    assert history[1] == {"actor": True, "critic": True, "target_critic": True, "target_actor": True}
+    assert history[1] == {"actor": True, "critic": True, "target_critic": True, "target_actor": False}
     assert history[2] == {"actor": True, "critic": True, "target_critic": False, "target_actor": False}
+    assert history[3] == {"actor": True, "critic": True, "target_critic": True, "target_actor": True}
 
 
 def test_evaluation_acts_with_the_mode_and_exploration_adds_clipped_noise():
