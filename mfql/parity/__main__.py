@@ -22,7 +22,7 @@ import torch
 from omegaconf import ListConfig
 
 from mfql.agents import make_agent
-from mfql.config import check_out_file, compose, require_int, run_cli
+from mfql.config import check_out_file, compose, require_int, run_cli, train_config
 from mfql.errors import ConfigError
 from mfql.files import write_json
 from mfql.parity.core import SHAPES, Comparison, ParityError, check_official, copy_params, import_official, serve_draws
@@ -94,8 +94,9 @@ def check_shape(cfg, adapter, module, served, shape: str, cmp: Comparison, jax) 
     import jax.numpy as jnp
 
     task, obs_dim, action_dim = SHAPES[shape]
-    agent_cfg = compose("train", [f"task={task}", "out_dir=.", f"method={cfg.method}", f"model={cfg.model}",
-                                  f"parity={cfg.parity}", *adapter.OVERRIDES]).agent
+    # the task file's hyperparameters for the method, as a run of that task gets them
+    agent_cfg = train_config([f"task={task}", "out_dir=.", f"method={cfg.method}", f"model={cfg.model}",
+                              f"parity={cfg.parity}", *adapter.OVERRIDES]).agent
     agent = make_agent(cfg.method, agent_cfg, obs_dim, action_dim, np.zeros(obs_dim), np.ones(obs_dim),
                        adapter.BUDGET, "cpu")
     official = cast_params(adapter.official_agent(module, agent_cfg, obs_dim, action_dim, cfg.seed), jnp,
@@ -116,7 +117,7 @@ def run_updates(cfg, adapter, served, cmp, agent, official, pairs, obs_dim, acti
     for update in range(1, cfg.updates + 1):
         step = first + update - 1  # the training loop's step, which both updates are given
         batch = random_batch(cfg.batch_size, obs_dim, action_dim, generator)
-        draws = agent.draws(cfg.batch_size, generator)
+        draws = adapter.align(agent.draws(cfg.batch_size, generator), agent)
         theirs_batch = as_jax(batch, jnp)
         if update == 1:
             adapter.outputs(cmp, 0, official, agent, batch, draws, served, jnp)
@@ -140,7 +141,8 @@ def run_updates(cfg, adapter, served, cmp, agent, official, pairs, obs_dim, acti
         cmp.tree(update, "parameters", pairs, state, official.network.params, modules=agent.NETWORKS)
         cmp.tree(update, "targets", pairs, state, official.network.params,
                  modules=[f"target_{n}" for n in agent.TARGETS])
-    adapter.outputs(cmp, cfg.updates, official, agent, batch, agent.draws(cfg.batch_size, generator), served, jnp)
+    final_draws = adapter.align(agent.draws(cfg.batch_size, generator), agent)
+    adapter.outputs(cmp, cfg.updates, official, agent, batch, final_draws, served, jnp)
 
 
 def summarize(cmp: Comparison) -> dict:

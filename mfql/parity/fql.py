@@ -48,6 +48,11 @@ def pairs(params, agent) -> list[Pair]:
     return out
 
 
+def align(draws: dict, agent) -> dict:
+    """The draws are already in the check's dtype."""
+    return draws
+
+
 def queues(draws: dict, agent) -> dict:
     """The official update's draws in its order: the critic's next-action noise; the actor's flow x0, flow
     time and distillation noise; then one more noise for a logged metric only (``actor/mse``), served zeros."""

@@ -130,6 +130,17 @@ def pairs(params, agent) -> list[Pair]:
     return out + dit_pairs(params, agent.cfg.actor_depth)
 
 
+def align(draws: dict, agent) -> dict:
+    """mfql draws grid times as float32 (``randint(...).float() / T``, the dtype it trains in); a float64
+    check gives both sides the grid's float64 values instead (the official ``linspace(1/T, 1, T)``)."""
+    steps = int(agent.cfg.time_steps)
+    if steps > 1000 or draws["times"].dtype == torch.get_default_dtype():
+        return draws
+    index = torch.round(draws["times"].double() * steps).long() - 1
+    grid = torch.linspace(1.0 / steps, 1.0, steps, dtype=torch.get_default_dtype())
+    return {**draws, "times": grid[index]}
+
+
 def queues(draws: dict, agent) -> dict:
     """The official update's draws in its order: the critic's K candidate noises (drawn per candidate key
     under jax.vmap); the MeanFlow loss's time (grid indices for T <= 1000, else U(0, 1)) and noise; the

@@ -58,6 +58,11 @@ def pairs(params, agent) -> list[Pair]:
     return out + actor_pairs(params, "actor", agent.actor) + actor_pairs(params, "target_actor", agent.target_actor)
 
 
+def align(draws: dict, agent) -> dict:
+    """The draws are already in the check's dtype."""
+    return draws
+
+
 def queues(draws: dict, agent) -> dict:
     """The official update's one draw: the target policy's smoothing noise, N(0, 1) before scaling."""
     return {"normal": [draws["target_noises"].detach().cpu().numpy()]}
