@@ -53,6 +53,15 @@ def test_the_fql_update_matches_the_official_code(tmp_path):
     assert {"critic/loss", "actor/bc_loss", "actor/distill_loss", "actor/q_loss", "total_loss"} <= names
 
 
+def test_the_fql_update_on_pixels_matches_the_official_code():
+    # each network behind its own impala_small encoder; the BC flow's is the official actor_bc_flow_encoder
+    cmp, report = parity("shapes=[pixels]", "model=small", "updates=1", "batch_size=4")
+    assert report["passed"]
+    names = {c.name for c in cmp.checks if c.group == "gradients"}
+    assert {"actor.bc_flow.encoder.stacks.0.conv_in.weight", "actor.onestep.encoder.mlp.0.weight",
+            "critic.encoder.stacks.2.blocks.0.3.weight"} <= names
+
+
 def test_float32_matches_within_its_tolerance():
     cmp, report = parity("dtype=float32", "shapes=[cube]", "updates=2")
     assert cmp.passed and report["tolerance"] == 1e-3
@@ -122,6 +131,9 @@ def test_another_commit_of_the_official_code_is_refused_in_one_line(tmp_path):
     proc = run_module("mfql.parity", "method=mfql", f"official={MFQL_CODE}", "model=small", check=False)
     assert proc.returncode == 2 and proc.stderr.strip() == (
         "error: model='small' has no counterpart in mfql's official code (valid: paper)")
+    proc = run_module("mfql.parity", "method=mfql", f"official={MFQL_CODE}", "shapes=[pixels]", check=False)
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        "error: shapes=['pixels']: the pixel shape is not checked for mfql (valid: cube, antmaze)")
 
 
 def test_the_rebrac_update_matches_the_official_code():

@@ -79,7 +79,9 @@ class ImpalaEncoder(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """[..., H, W, C] uint8 (or float in [0, 255]) -> [..., out_dim]."""
         lead = images.shape[:-3]
+        # scaled in float32 as FQL's encoder does, then in the weights' dtype (float64 in a parity check)
         x = images.reshape(-1, *images.shape[-3:]).permute(0, 3, 1, 2).float() / 255.0
+        x = x.to(self.stacks[0].conv_in.weight.dtype)
         x = self.norm(F.relu(self.stacks(x)))
         return self.mlp(x.flatten(1)).reshape(*lead, self.out_dim)
 

@@ -49,6 +49,9 @@ def check_config(cfg) -> None:
     if cfg.parity not in adapter.PARITIES:
         raise ConfigError(f"parity={cfg.parity!r} is not checked for {cfg.method} "
                           f"(valid: {', '.join(adapter.PARITIES)})")
+    if "pixels" in cfg.shapes and not adapter.PIXELS:
+        raise ConfigError(f"shapes={list(cfg.shapes)}: the pixel shape is not checked for {cfg.method} "
+                          "(valid: cube, antmaze)")
     require_int(cfg, "updates", 1)
     require_int(cfg, "batch_size", 2)
     require_int(cfg, "seed", 0)
@@ -66,12 +69,19 @@ def load_jax(dtype: str):
     return jax
 
 
-def random_batch(n: int, obs_dim: int, action_dim: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    return {"observations": torch.randn(n, obs_dim, generator=generator),
+def random_obs(n: int, obs_dim, generator: torch.Generator) -> torch.Tensor:
+    """State vectors, or uint8 images (H, W, C) as the pixel buffer returns them."""
+    if isinstance(obs_dim, tuple):
+        return torch.randint(0, 256, (n, *obs_dim), dtype=torch.uint8, generator=generator)
+    return torch.randn(n, obs_dim, generator=generator)
+
+
+def random_batch(n: int, obs_dim, action_dim: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    return {"observations": random_obs(n, obs_dim, generator),
             "actions": torch.rand(n, action_dim, generator=generator) * 2 - 1,
             "rewards": -torch.rand(n, generator=generator),
             "masks": (torch.rand(n, generator=generator) > 0.1).to(torch.get_default_dtype()),
-            "next_observations": torch.randn(n, obs_dim, generator=generator),
+            "next_observations": random_obs(n, obs_dim, generator),
             "next_actions": torch.rand(n, action_dim, generator=generator) * 2 - 1}
 
 
@@ -98,7 +108,7 @@ def check_shape(cfg, adapter, module, served, shape: str, cmp: Comparison, jax) 
     agent_cfg = train_config([f"task={task}", "out_dir=.", f"method={cfg.method}", f"model={cfg.model}",
                               f"parity={cfg.parity}", *adapter.OVERRIDES]).agent
     agent = make_agent(cfg.method, agent_cfg, obs_dim, action_dim, np.zeros(obs_dim), np.ones(obs_dim),
-                       adapter.BUDGET, "cpu")
+                       adapter.BUDGET, "cpu")  # statistics 0 and 1: the official agents see raw observations
     official = cast_params(adapter.official_agent(module, agent_cfg, obs_dim, action_dim, cfg.seed), jnp,
                            jnp.float64 if cfg.dtype == "float64" else jnp.float32)
     pairs = adapter.pairs(official.network.params, agent)

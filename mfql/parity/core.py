@@ -22,9 +22,10 @@ import torch
 from mfql.errors import ConfigError
 
 FLOAT32_EPS = 2.0**-23  # float32's relative rounding step: the tolerance of what the official code keeps in float32
-SHAPES = {  # shape -> (a task of that shape: its per-task hyperparameters, observation width, action width)
+SHAPES = {  # shape -> (a task of that shape: its per-task hyperparameters, observation width or image, actions)
     "cube": ("cube-single-play-singletask-task1-v0", 28, 5),
     "antmaze": ("antmaze-large-navigate-singletask-task1-v0", 29, 8),
+    "pixels": ("visual-cube-single-play-singletask-task1-v0", (64, 64, 9), 5),  # 3 stacked 64x64 RGB frames
 }
 
 
@@ -199,6 +200,33 @@ def mlp_pairs(tree: dict, prefix: tuple[str, ...], module: torch.nn.Module, name
                       Pair((*prefix, their_name, "bias"), (name, f"{full}.bias"), lambda a: a[:, None, :])]
         else:
             raise ParityError(f"{name}.{full}: no official counterpart for a {kind} layer")
+    return pairs
+
+
+def encoder_pairs(prefix: tuple[str, ...], encoder: torch.nn.Module, name: str, path: str) -> list[Pair]:
+    """FQL's ImpalaEncoder (``stack_blocks_<i>/Conv_<k>``: the stack's convolution, then two per residual
+    block; ``MLP_0/Dense_<k>``) and mfql's (``stacks.<i>.conv_in``, ``stacks.<i>.blocks.<j>.1`` and ``.3``,
+    ``mlp.<k>``). Conv kernels are [kh, kw, in, out] in flax, [out, in, kh, kw] in torch; flax flattens the
+    last feature map as (H, W, C), mfql as (C, H, W), which reorders the first MLP kernel's rows."""
+    pairs = []
+    for i, stack in enumerate(encoder.stacks):
+        convs = ["conv_in", *(f"blocks.{j}.{k}" for j in range(len(stack.blocks)) for k in (1, 3))]
+        for c, ours in enumerate(convs):
+            theirs = (*prefix, f"stack_blocks_{i}", f"Conv_{c}")
+            pairs += [Pair((*theirs, "kernel"), (name, f"{path}.stacks.{i}.{ours}.weight"),
+                           lambda a: a.transpose(3, 2, 0, 1)),
+                      Pair((*theirs, "bias"), (name, f"{path}.stacks.{i}.{ours}.bias"), lambda a: a)]
+    channels = encoder.stacks[-1].conv_in.out_channels
+    linears = [k for k, m in enumerate(encoder.mlp) if isinstance(m, torch.nn.Linear)]
+    side = int(round((encoder.mlp[linears[0]].in_features // channels) ** 0.5))
+
+    def first(a: np.ndarray) -> np.ndarray:  # [(H W C), out] -> torch's [out, (C H W)]
+        return a.reshape(side, side, channels, -1).transpose(2, 0, 1, 3).reshape(channels * side * side, -1).T
+
+    for d, k in enumerate(linears):
+        theirs = (*prefix, "MLP_0", f"Dense_{d}")
+        pairs += [Pair((*theirs, "kernel"), (name, f"{path}.mlp.{k}.weight"), first if d == 0 else lambda a: a.T),
+                  Pair((*theirs, "bias"), (name, f"{path}.mlp.{k}.bias"), lambda a: a)]
     return pairs
 
 

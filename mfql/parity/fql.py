@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mfql.parity.core import Comparison, Pair, mlp_pairs
+from mfql.parity.core import Comparison, Pair, encoder_pairs, mlp_pairs
 
 REPO, COMMIT = "seohongpark/fql", "719d044"
 MODULE = "agents.fql"
@@ -18,6 +18,7 @@ FILES = {  # the files the check runs, SHA-256 at that commit
 }
 MODELS = ("small", "paper")  # the official code's MLPs at either size
 PARITIES = ("official",)  # FQL has no deliberate differences
+PIXELS = True  # the pixel shape: each network behind its own impala_small encoder
 OVERRIDES: list[str] = []
 BUDGET = 1000  # training steps the agents are built for (FQL has no schedule)
 INFO = {  # mfql's metric -> the official info key of the same quantity
@@ -33,18 +34,38 @@ def official_agent(module, cfg, obs_dim: int, action_dim: int, seed: int):
     config.update(dict(actor_hidden_dims=tuple(cfg.actor_hidden_dims), value_hidden_dims=tuple(cfg.critic_hidden_dims),
                        actor_layer_norm=bool(cfg.actor_layer_norm), discount=float(cfg.discount), tau=float(cfg.tau),
                        q_agg=str(cfg.q_agg), alpha=float(cfg.alpha), flow_steps=int(cfg.flow_steps),
-                       normalize_q_loss=bool(cfg.normalize_q_loss), lr=float(cfg.lr)))
-    ex_obs, ex_actions = np.zeros((1, obs_dim), np.float32), np.zeros((1, action_dim), np.float32)
+                       normalize_q_loss=bool(cfg.normalize_q_loss), lr=float(cfg.lr), encoder=cfg.get("encoder")))
+    ex_obs, ex_actions = example_inputs(obs_dim, action_dim)
     return module.FQLAgent.create(seed, ex_obs, ex_actions, config)
+
+
+def example_inputs(obs_dim, action_dim: int):
+    """The official constructors' example batch: state vectors, or uint8 images (H, W, C)."""
+    obs = np.zeros((1, *obs_dim), np.uint8) if isinstance(obs_dim, tuple) else np.zeros((1, obs_dim), np.float32)
+    return obs, np.zeros((1, action_dim), np.float32)
+
+
+def network_pairs(params, theirs: str, net_key: str, module, name: str, path: str, encoder_at: str | None = None):
+    """An official network (``modules_<theirs>``: its ``net_key`` MLP, and with images its encoder, stored at
+    ``encoder_at`` when the official code registers it elsewhere) and mfql's ``module`` (``Encoded`` with
+    images: ``encoder`` and ``net``)."""
+    top = f"modules_{theirs}"
+    if not hasattr(module, "encoder"):
+        return mlp_pairs(params[top][net_key], (top, net_key), module, name, path)
+    inner = f"{path}.net" if path else "net"
+    encoder = (f"modules_{encoder_at}",) if encoder_at else (top, "encoder")
+    return (encoder_pairs(encoder, module.encoder, name, f"{path}.encoder" if path else "encoder")
+            + mlp_pairs(params[top][net_key], (top, net_key), module.net, name, inner))
 
 
 def pairs(params, agent) -> list[Pair]:
     out = []
-    for name, ours in (("critic", agent.critic), ("target_critic", agent.target_critic)):
-        out += mlp_pairs(params[f"modules_{name}"]["value_net"], (f"modules_{name}", "value_net"), ours, name, "")
-    for theirs, ours in (("actor_bc_flow", "bc_flow"), ("actor_onestep_flow", "onestep")):
-        out += mlp_pairs(params[f"modules_{theirs}"]["mlp"], (f"modules_{theirs}", "mlp"), agent.actor[ours],
-                         "actor", ours)
+    for name in ("critic", "target_critic"):
+        out += network_pairs(params, name, "value_net", getattr(agent, name), name, "")
+    # the BC flow's encoder is the official actor_bc_flow_encoder (one module, its parameters stored there)
+    out += network_pairs(params, "actor_bc_flow", "mlp", agent.actor["bc_flow"], "actor", "bc_flow",
+                         encoder_at="actor_bc_flow_encoder")
+    out += network_pairs(params, "actor_onestep_flow", "mlp", agent.actor["onestep"], "actor", "onestep")
     return out
 
 

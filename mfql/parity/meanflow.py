@@ -20,6 +20,7 @@ FILES = {  # the files the check runs, SHA-256 at that commit
 }
 MODELS = ("paper",)  # the official code's actor is the DiT only (mfql's small model has an MLP actor)
 PARITIES = ("official",)
+PIXELS = False  # not yet paired: the official actor's encoder is its actor_bc_flow_encoder
 # A budget of 20 steps and an α event at every step: the first updates then cross the learning rate's
 # warm-up (1 step), the α controller's warm-up (2 steps) and its events, as a long run does after 5 % / 10 %.
 BUDGET = 20

@@ -19,6 +19,7 @@ FILES = {  # the files the check runs, SHA-256 at that commit
 }
 MODELS = ("small", "paper")
 PARITIES = ("official",)
+PIXELS = False  # not yet paired: its actor's encoder
 OVERRIDES: list[str] = []
 BUDGET = 1000
 INFO = {  # mfql's metric -> the official info key (the actor's only on full updates)
