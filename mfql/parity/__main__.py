@@ -148,11 +148,19 @@ def run_updates(cfg, adapter, served, cmp, agent, official, pairs, obs_dim, acti
             raise ParityError(f"the official update drew fewer values than served ({served.left()})")
         adapter.after_update(cmp, update, agent, ours_info, official, their_info)
         state = {name: dict(getattr(agent, name).named_parameters()) for name in agent.modules()}
-        cmp.tree(update, "parameters", pairs, state, official.network.params, modules=agent.NETWORKS)
+        # float32: a parameter whose gradient is at round-off level takes an Adam step of up to about the
+        # learning rate in a direction its round-off sets, on each side: 2 lr per update so far
+        bound = 2 * update * max_lr(agent) if cfg.dtype == "float32" else 0.0
+        cmp.tree(update, "parameters", pairs, state, official.network.params, modules=agent.NETWORKS, bound=bound)
         cmp.tree(update, "targets", pairs, state, official.network.params,
-                 modules=[f"target_{n}" for n in agent.TARGETS])
+                 modules=[f"target_{n}" for n in agent.TARGETS], bound=bound)
     final_draws = adapter.align(agent.draws(cfg.batch_size, generator), agent)
     adapter.outputs(cmp, cfg.updates, official, agent, batch, final_draws, served, jnp)
+
+
+def max_lr(agent) -> float:
+    """The largest learning rate of the agent's optimisers (their Adam states hold it)."""
+    return max(float(getattr(agent, name).state["lr"]) for name in agent.optimizers()) or float(agent.cfg.lr)
 
 
 def summarize(cmp: Comparison) -> dict:

@@ -263,7 +263,8 @@ class Check:
     max_rel: float   # max |ours - theirs| / the quantity's scale: max |theirs|, or its network's (``tree``)
     tol: float
     passed: bool
-    shape: str = ""  # the shape (cube, antmaze) it was checked on
+    shape: str = ""
+    bound: float = 0.0  # float32 parameters: also within this absolute bound (Adam steps; docs/verification.md)  # the shape (cube, antmaze) it was checked on
 
 
 def relative_error(ours, theirs, scale: float | None = None) -> tuple[float, float]:
@@ -286,15 +287,18 @@ class Comparison:
         self.checks: list[Check] = []
 
     def add(self, update: int, group: str, name: str, ours, theirs, tol: float | None = None,
-            scale: float | None = None) -> None:
-        """``tol``: this quantity's own tolerance where it is looser than the dtype's (stated by the caller)."""
+            scale: float | None = None, bound: float = 0.0) -> None:
+        """``tol``: this quantity's own tolerance where it is looser than the dtype's (stated by the caller);
+        ``bound``: an absolute difference that also passes."""
         if isinstance(ours, torch.Tensor):
             ours = ours.detach().cpu().double().numpy()
         max_abs, max_rel = relative_error(ours, theirs, scale)
         tol = self.tol if tol is None else max(tol, self.tol)
-        self.checks.append(Check(update, group, name, max_abs, max_rel, tol, bool(max_rel <= tol)))
+        passed = max_rel <= tol or max_abs <= bound
+        self.checks.append(Check(update, group, name, max_abs, max_rel, tol, bool(passed), bound=bound))
 
-    def tree(self, update: int, group: str, pairs: list[Pair], ours: dict, theirs, modules=None) -> None:
+    def tree(self, update: int, group: str, pairs: list[Pair], ours: dict, theirs, modules=None,
+             bound: float = 0.0) -> None:
         """One check per paired parameter tensor (``ours``: module -> name -> tensor), its error relative to
         the largest value of its network: a tensor's round-off belongs to the sums over the whole network
         that made it (a layer initialised at zero, one small step old, has values a million times smaller
@@ -306,7 +310,7 @@ class Comparison:
             scale[pair.ours[0]] = max(scale.get(pair.ours[0], 0.0), float(np.max(np.abs(value))))
         for pair, value in values.items():
             self.add(update, group, f"{pair.ours[0]}.{pair.ours[1]}", ours[pair.ours[0]][pair.ours[1]], value,
-                     scale=scale[pair.ours[0]])
+                     scale=scale[pair.ours[0]], bound=bound)
 
     @property
     def passed(self) -> bool:
