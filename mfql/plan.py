@@ -267,6 +267,9 @@ def validate(config: dict, schema: Path) -> None:
         raise PlanError(f"{key}: {error.message}")
     if config["suite"] not in config["suites"]:
         raise PlanError(f"suite: {config['suite']!r} is not defined (valid: {', '.join(config['suites'])})")
+    for name, spec in config["suites"].items():
+        if not {"offline", "o2o"} & set(spec):
+            raise PlanError(f"suites.{name}: trains nothing (valid: an offline: or an o2o: section, or both)")
     variants = {**builtin_variants(), **config.get("variants", {})}
     suite = config["suites"][config["suite"]]
     for name in suite.get("variants", [proposed()]):

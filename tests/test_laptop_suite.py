@@ -20,15 +20,17 @@ pytestmark = pytest.mark.slow  # Snakemake, SLURM or DVC end to end: minutes
 TINY = {"offline_steps": 40, "eval_interval": 20, "eval_episodes": 2, "log_interval": 20, "env_max_steps": 20}
 
 
-def run_tiny(tmp_path, name: str, phases: dict) -> tuple[dict, Path]:
+def run_tiny(tmp_path, name: str, phases: dict, seeds: list[int] | None = None) -> tuple[dict, Path]:
     """Run suite ``name`` through Snakemake with its phases' options updated by ``phases`` (setting -> options),
-    3 regenerated episodes and 2 final evaluation episodes; (the suite as configured, the working folder)."""
+    3 regenerated episodes, 2 final evaluation episodes and ``seeds`` if given; (the suite as configured, the
+    working folder)."""
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     suite = config["suites"][name]
     tiny = copy.deepcopy(suite)
     tiny["datagen"] = {"episodes": 3, "episode_steps": 100}
     for setting, options in phases.items():
         tiny[setting]["args"] = {**suite[setting]["args"], **options}
+        tiny[setting]["seeds"] = seeds or suite[setting]["seeds"]
     tiny["eval_episodes_final"] = 2
     tiny["toy"] = {"steps": 100, "batch_size": 64, "samples": 100}
     config.update(suite=f"{name}_ci", suites={f"{name}_ci": tiny}, bootstrap={"reps": 200, "seed": 0})
@@ -64,10 +66,11 @@ def test_laptop_suite_configuration_runs_end_to_end_at_tiny_budgets(tmp_path):
 
 
 def test_laptop_o2o_suite_runs_end_to_end_and_its_figure_shows_the_switch(tmp_path):
-    suite, work = run_tiny(tmp_path, "laptop_o2o", {"o2o": {**TINY, "online_steps": 40}})
+    suite, work = run_tiny(tmp_path, "laptop_o2o", {"o2o": {**TINY, "online_steps": 40}}, seeds=[2])
     results = work / "results"
-    variants, (task,), seeds = suite["variants"], suite["o2o"]["tasks"], suite["o2o"]["seeds"]
+    variants, (task,), seeds = suite["variants"], suite["o2o"]["tasks"], [2]  # one seed: each is its own job
     assert suite["o2o"]["args"]["offline_steps"] == 30000 and suite["o2o"]["args"]["online_steps"] == 20000
+    assert suite["o2o"]["seeds"] == [0, 1, 2] and "seeds_per_job" not in suite["o2o"]
     for variant in variants:
         for seed in seeds:
             run = results / "o2o" / variant / task / f"seed{seed}"

@@ -58,6 +58,20 @@ def test_laptop_suite_packs_three_seeds_per_task_and_runs_the_short_budget_varia
     assert plan.packed_mem_mb(3) == plan.suite["mem_mb"] + 2 * 2000
 
 
+def test_laptop_o2o_suite_trains_online_only_one_job_per_seed():
+    plan = plan_of("laptop_o2o")
+    assert plan.runs("offline") == []
+    assert plan.runs("o2o") == [(v, CUBE2, s) for v in ("mfql-short_budget", "fql") for s in (0, 1, 2)]
+    assert plan.seeds_per_job("o2o") == 1
+    args = plan.train_args("o2o", "fql", CUBE2)
+    assert (args["offline_steps"], args["online_steps"], args["compile"]) == (30000, 20000, True)
+    config = copy.deepcopy(CONFIG)
+    del config["suites"]["laptop_o2o"]["o2o"]
+    with pytest.raises(PlanError) as info:
+        validate(config, SCHEMA)
+    assert str(info.value) == "suites.laptop_o2o: trains nothing (valid: an offline: or an o2o: section, or both)"
+
+
 def test_job_runtime_scales_with_setting_pack_pixels_and_attempt():
     plan = plan_of("paper")
     base = plan.suite["runtime"]

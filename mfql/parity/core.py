@@ -208,7 +208,7 @@ def encoder_pairs(prefix: tuple[str, ...], encoder: torch.nn.Module, name: str, 
     block; ``MLP_0/Dense_<k>``) and mfql's (``stacks.<i>.conv_in``, ``stacks.<i>.blocks.<j>.1`` and ``.3``,
     ``mlp.<k>``). Conv kernels are [kh, kw, in, out] in flax, [out, in, kh, kw] in torch; flax flattens the
     last feature map as (H, W, C), mfql as (C, H, W), which reorders the first MLP kernel's rows."""
-    pairs = []
+    pairs: list[Pair] = []
     for i, stack in enumerate(encoder.stacks):
         convs = ["conv_in", *(f"blocks.{j}.{k}" for j in range(len(stack.blocks)) for k in (1, 3))]
         for c, ours in enumerate(convs):
@@ -263,8 +263,8 @@ class Check:
     max_rel: float   # max |ours - theirs| / the quantity's scale: max |theirs|, or its network's (``tree``)
     tol: float
     passed: bool
-    shape: str = ""
-    bound: float = 0.0  # float32 parameters: also within this absolute bound (Adam steps; docs/verification.md)  # the shape (cube, antmaze) it was checked on
+    shape: str = ""  # the shape it was checked on (cube, antmaze, pixels)
+    bound: float = 0.0  # an absolute difference that also passes (float32 parameters: docs/verification.md)
 
 
 def relative_error(ours, theirs, scale: float | None = None) -> tuple[float, float]:
@@ -321,3 +321,21 @@ class Comparison:
 
     def rows(self) -> list[dict]:
         return [asdict(c) for c in self.checks]
+
+
+def compare_losses(cmp: Comparison, update: int, names: dict[str, str], metrics: dict, info: dict, loss) -> None:
+    """mfql's metrics against the official info values of the same quantities (``names``: ours -> theirs;
+    one the official update did not log this time is skipped), and the total loss."""
+    for ours, theirs in names.items():
+        if theirs in info:
+            cmp.add(update, "losses", ours, metrics[ours], info[theirs])
+    cmp.add(update, "losses", "total_loss", metrics["total_loss"], loss)
+
+
+def critic_outputs(cmp: Comparison, update: int, official, agent, obs, actions, jnp) -> None:
+    """The critic's and the target critic's Q on the same observations and actions."""
+    theirs_obs, theirs_actions = jnp.asarray(obs.numpy()), jnp.asarray(actions.numpy())
+    with torch.no_grad():
+        for name in ("critic", "target_critic"):
+            cmp.add(update, "outputs", f"{name.replace('_', ' ')} Q(s, a)", getattr(agent, name)(obs, actions),
+                    official.network.select(name)(theirs_obs, actions=theirs_actions))

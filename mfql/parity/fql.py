@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mfql.parity.core import Comparison, Pair, encoder_pairs, mlp_pairs
+from mfql.parity.core import Comparison, Pair, compare_losses, critic_outputs, encoder_pairs, mlp_pairs
 
 REPO, COMMIT = "seohongpark/fql", "719d044"
 MODULE = "agents.fql"
@@ -96,9 +96,7 @@ def official_update(official, batch, step):
 
 
 def losses(cmp: Comparison, update: int, metrics: dict, carry, loss, info: dict) -> None:
-    for ours, theirs in INFO.items():
-        cmp.add(update, "losses", ours, metrics[ours], info[theirs])
-    cmp.add(update, "losses", "total_loss", metrics["total_loss"], loss)
+    compare_losses(cmp, update, INFO, metrics, info, loss)
 
 
 def after_update(cmp: Comparison, update: int, agent, ours: dict, official, theirs: dict) -> None:
@@ -111,11 +109,8 @@ def outputs(cmp: Comparison, update: int, official, agent, batch: dict, draws: d
     theirs_obs, theirs_actions = jnp.asarray(obs.numpy()), jnp.asarray(actions.numpy())
     noise, t = draws["distill_noises"], draws["times"]
     select = official.network.select
+    critic_outputs(cmp, update, official, agent, obs, actions, jnp)
     with torch.no_grad():
-        cmp.add(update, "outputs", "critic Q(s, a)", agent.critic(obs, actions),
-                select("critic")(theirs_obs, actions=theirs_actions))
-        cmp.add(update, "outputs", "target critic Q(s, a)", agent.target_critic(obs, actions),
-                select("target_critic")(theirs_obs, actions=theirs_actions))
         cmp.add(update, "outputs", "BC flow v(s, a, t)", agent.actor["bc_flow"](obs, actions, t),
                 select("actor_bc_flow")(theirs_obs, theirs_actions, jnp.asarray(t.numpy())))
         cmp.add(update, "outputs", "one-step policy mu(s, z)", agent.one_step(obs, noise),

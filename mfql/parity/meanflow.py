@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mfql.parity.core import FLOAT32_EPS, Comparison, Pair, mlp_pairs
+from mfql.parity.core import FLOAT32_EPS, Comparison, Pair, compare_losses, critic_outputs
+from mfql.parity.fql import network_pairs
 
 REPO, COMMIT = "HiccupRL/MeanFlowQL", "3fab100"
 MODULE = "agents.meanflowql"
@@ -28,7 +29,6 @@ OVERRIDES = ["agent.alpha_update_interval=1"]
 INFO = {  # mfql's metric -> the official info key of the same quantity
     "critic/loss": "critic/critic_loss", "critic/q_mean": "critic/q_mean", "actor/bc_loss": "meanflow/mean_flow_loss",
     "actor/q_loss": "actor/q_loss", "actor/q": "actor/q", "actor/bound_loss": "actor/bound_loss",
-    "total_loss": "total_loss",
 }
 
 
@@ -125,9 +125,8 @@ def dit_pairs(params, depth: int) -> list[Pair]:
 
 
 def pairs(params, agent) -> list[Pair]:
-    out = []
-    for name, ours in (("critic", agent.critic), ("target_critic", agent.target_critic)):
-        out += mlp_pairs(params[f"modules_{name}"]["value_net"], (f"modules_{name}", "value_net"), ours, name, "")
+    out = [pair for name in ("critic", "target_critic")
+           for pair in network_pairs(params, name, "value_net", getattr(agent, name), name, "")]
     return out + dit_pairs(params, agent.cfg.actor_depth)
 
 
@@ -168,8 +167,7 @@ def official_update(official, batch, step):
 
 
 def losses(cmp: Comparison, update: int, metrics: dict, carry: dict, loss, info: dict) -> None:
-    for ours, theirs in INFO.items():
-        cmp.add(update, "losses", ours, metrics[ours], info[theirs])
+    compare_losses(cmp, update, INFO, metrics, info, loss)
     # mfql's actor/loss is the actor's whole loss, its α-weighted MeanFlow term included
     cmp.add(update, "losses", "actor/loss", metrics["actor/loss"],
             info["actor/actor_loss"] + info["alpha_weight"] * info["meanflow/flow_loss"])
@@ -189,11 +187,8 @@ def outputs(cmp: Comparison, update: int, official, agent, batch: dict, draws: d
     obs, actions, t = batch["observations"], batch["actions"], draws["times"]
     theirs_obs, theirs_actions = jnp.asarray(obs.numpy()), jnp.asarray(actions.numpy())
     select, sigma = official.network.select, float(agent.cfg.sigma)
+    critic_outputs(cmp, update, official, agent, obs, actions, jnp)
     with torch.no_grad():
-        cmp.add(update, "outputs", "critic Q(s, a)", agent.critic(obs, actions),
-                select("critic")(theirs_obs, actions=theirs_actions))
-        cmp.add(update, "outputs", "target critic Q(s, a)", agent.target_critic(obs, actions),
-                select("target_critic")(theirs_obs, actions=theirs_actions))
         cmp.add(update, "outputs", "actor g(s, a_t, t)", agent.actor(obs, actions, t),
                 select("actor_bc_flow")(theirs_obs, theirs_actions, jnp.asarray(t.numpy()).reshape(-1, 1)))
         z = draws["actor_noises"]

@@ -3,12 +3,11 @@ with ``mfql.agents.rebrac.ReBRAC``."""
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
-from mfql.parity.core import Comparison, Pair, mlp_pairs
-from mfql.parity.fql import COMMIT, REPO  # noqa: F401  (the same repository and commit as FQL's)
+from mfql.parity.core import Comparison, Pair, compare_losses, critic_outputs, mlp_pairs
+from mfql.parity.fql import COMMIT, REPO, example_inputs, network_pairs  # noqa: F401  (FQL's repository holds it)
 
 MODULE = "agents.rebrac"
 FILES = {  # the files the check runs, SHA-256 at that commit
@@ -37,7 +36,7 @@ def official_agent(module, cfg, obs_dim: int, action_dim: int, seed: int):
                        alpha_critic=float(cfg.alpha_critic), actor_freq=int(cfg.actor_freq),
                        actor_noise=float(cfg.actor_noise), actor_noise_clip=float(cfg.actor_noise_clip),
                        lr=float(cfg.lr)))
-    ex_obs, ex_actions = np.zeros((1, obs_dim), np.float32), np.zeros((1, action_dim), np.float32)
+    ex_obs, ex_actions = example_inputs(obs_dim, action_dim)
     return module.ReBRACAgent.create(seed, ex_obs, ex_actions, config)
 
 
@@ -53,9 +52,8 @@ def actor_pairs(params, name: str, actor) -> list[Pair]:
 
 
 def pairs(params, agent) -> list[Pair]:
-    out = []
-    for name, ours in (("critic", agent.critic), ("target_critic", agent.target_critic)):
-        out += mlp_pairs(params[f"modules_{name}"]["value_net"], (f"modules_{name}", "value_net"), ours, name, "")
+    out = [pair for name in ("critic", "target_critic")
+           for pair in network_pairs(params, name, "value_net", getattr(agent, name), name, "")]
     return out + actor_pairs(params, "actor", agent.actor) + actor_pairs(params, "target_actor", agent.target_actor)
 
 
@@ -87,10 +85,7 @@ def official_update(official, batch, step):
 
 
 def losses(cmp: Comparison, update: int, metrics: dict, carry, loss, info: dict) -> None:
-    for ours, theirs in INFO.items():
-        if theirs in info:  # the actor's: full updates only
-            cmp.add(update, "losses", ours, metrics[ours], info[theirs])
-    cmp.add(update, "losses", "total_loss", metrics["total_loss"], loss)
+    compare_losses(cmp, update, INFO, metrics, info, loss)  # the actor's values: on full updates only
 
 
 def after_update(cmp: Comparison, update: int, agent, ours: dict, official, theirs: dict) -> None:
@@ -100,13 +95,9 @@ def after_update(cmp: Comparison, update: int, agent, ours: dict, official, thei
 def outputs(cmp: Comparison, update: int, official, agent, batch: dict, draws: dict, served, jnp) -> None:
     """Each network's output, the evaluation action and the Bellman target."""
     obs, actions = batch["observations"], batch["actions"]
-    theirs_obs, theirs_actions = jnp.asarray(obs.numpy()), jnp.asarray(actions.numpy())
-    select = official.network.select
+    theirs_obs, select = jnp.asarray(obs.numpy()), official.network.select
+    critic_outputs(cmp, update, official, agent, obs, actions, jnp)
     with torch.no_grad():
-        cmp.add(update, "outputs", "critic Q(s, a)", agent.critic(obs, actions),
-                select("critic")(theirs_obs, actions=theirs_actions))
-        cmp.add(update, "outputs", "target critic Q(s, a)", agent.target_critic(obs, actions),
-                select("target_critic")(theirs_obs, actions=theirs_actions))
         cmp.add(update, "outputs", "actor tanh(mean(s))", agent.actor(obs), select("actor")(theirs_obs).mode())
         cmp.add(update, "outputs", "target actor tanh(mean(s))", agent.target_actor(obs),
                 select("target_actor")(theirs_obs).mode())
