@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mfql.parity.core import Comparison, Pair, compare_losses, critic_outputs, mlp_pairs
+from mfql.parity.core import Comparison, Pair, compare_losses, critic_outputs, encoder_pairs, mlp_pairs
 from mfql.parity.fql import COMMIT, REPO, example_inputs, network_pairs  # noqa: F401  (FQL's repository holds it)
 
 MODULE = "agents.rebrac"
@@ -18,7 +18,7 @@ FILES = {  # the files the check runs, SHA-256 at that commit
 }
 MODELS = ("small", "paper")
 PARITIES = ("official",)
-PIXELS = False  # not yet paired: its actor's encoder
+PIXELS = True  # the pixel shape: each network behind its own impala_small encoder
 OVERRIDES: list[str] = []
 BUDGET = 1000
 INFO = {  # mfql's metric -> the official info key (the actor's only on full updates)
@@ -35,20 +35,23 @@ def official_agent(module, cfg, obs_dim: int, action_dim: int, seed: int):
                        actor_fc_scale=float(cfg.actor_fc_scale), alpha_actor=float(cfg.alpha_actor),
                        alpha_critic=float(cfg.alpha_critic), actor_freq=int(cfg.actor_freq),
                        actor_noise=float(cfg.actor_noise), actor_noise_clip=float(cfg.actor_noise_clip),
-                       lr=float(cfg.lr)))
+                       lr=float(cfg.lr), encoder=cfg.get("encoder")))
     ex_obs, ex_actions = example_inputs(obs_dim, action_dim)
     return module.ReBRACAgent.create(seed, ex_obs, ex_actions, config)
 
 
 def actor_pairs(params, name: str, actor) -> list[Pair]:
-    """FQL's ``Actor``: ``actor_net`` (an MLP, activated to its end) then ``mean_net``; mfql's TanhActor: one
-    Sequential ending in the mean layer."""
+    """FQL's ``Actor``: ``actor_net`` (an MLP, activated to its end) then ``mean_net``, with images behind its
+    ``encoder``; mfql's TanhActor: one Sequential ending in the mean layer (``Encoded`` with images)."""
+    top, pairs, path = f"modules_{name}", [], "net"
+    if hasattr(actor, "encoder"):
+        pairs += encoder_pairs((top, "encoder"), actor.encoder, name, "encoder")
+        actor, path = actor.net, "net.net"
     layers = list(actor.net)
-    hidden = mlp_pairs(params[f"modules_{name}"]["actor_net"], (f"modules_{name}", "actor_net"),
-                       nn.Sequential(*layers[:-1]), name, "net")
-    last = f"net.{len(layers) - 1}"
-    return hidden + [Pair((f"modules_{name}", "mean_net", "kernel"), (name, f"{last}.weight"), lambda a: a.T),
-                     Pair((f"modules_{name}", "mean_net", "bias"), (name, f"{last}.bias"), lambda a: a)]
+    pairs += mlp_pairs(params[top]["actor_net"], (top, "actor_net"), nn.Sequential(*layers[:-1]), name, path)
+    last = f"{path}.{len(layers) - 1}"
+    return pairs + [Pair((top, "mean_net", "kernel"), (name, f"{last}.weight"), lambda a: a.T),
+                    Pair((top, "mean_net", "bias"), (name, f"{last}.bias"), lambda a: a)]
 
 
 def pairs(params, agent) -> list[Pair]:
