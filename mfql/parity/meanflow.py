@@ -36,14 +36,14 @@ def set_flags(budget: int) -> None:
     """The official constructor reads the run's budgets from absl flags (its main script defines them)."""
     from absl import flags
 
-    values = {"offline_steps": budget, "online_steps": 0, "pretrain_factor": 0}
-    for name, value in values.items():
+    values = {"offline_steps": (flags.DEFINE_integer, budget), "online_steps": (flags.DEFINE_integer, 0),
+              "pretrain_factor": (flags.DEFINE_float, 0.0)}
+    for name, (define, value) in values.items():
         if name not in flags.FLAGS:
-            flags.DEFINE_integer(name, value, "set by mfql.parity") if name != "pretrain_factor" else \
-                flags.DEFINE_float(name, value, "set by mfql.parity")
+            define(name, value, "set by mfql.parity")
     if not flags.FLAGS.is_parsed():
         flags.FLAGS(["mfql.parity"])
-    for name, value in values.items():
+    for name, (_, value) in values.items():
         setattr(flags.FLAGS, name, value)
 
 
