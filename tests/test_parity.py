@@ -134,9 +134,14 @@ def test_another_commit_of_the_official_code_is_refused_in_one_line(tmp_path):
     proc = run_module("mfql.parity", "method=mfql", f"official={MFQL_CODE}", "model=small", check=False)
     assert proc.returncode == 2 and proc.stderr.strip() == (
         "error: model='small' has no counterpart in mfql's official code (valid: paper)")
-    proc = run_module("mfql.parity", "method=mfql", f"official={MFQL_CODE}", "shapes=[pixels]", check=False)
+    proc = run_module("mfql.parity", "method=fql", f"official={FQL_CODE}", "parity=corrected", check=False)
     assert proc.returncode == 2 and proc.stderr.strip() == (
-        "error: shapes=['pixels']: the pixel shape is not checked for mfql (valid: cube, antmaze)")
+        "error: parity='corrected' is not checked for fql (valid: official)")
+    proc = run_module("mfql.parity", "method=mfql", f"official={MFQL_CODE}", "parity=corrected", "dtype=float32",
+                      check=False)
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        "error: dtype='float32' with parity=corrected: its differences are checked in float64 only, where "
+        "float32's tolerance cannot hide them (valid: float64)")
 
 
 def test_the_rebrac_update_matches_the_official_code():
@@ -156,7 +161,7 @@ def test_the_rebrac_update_on_pixels_matches_the_official_code():
 
 def test_the_meanflow_ql_update_matches_the_official_code():
     # three updates: the learning rate's warm-up, then the alpha controller's, then one of its events
-    cmp, report = parity("shapes=[cube]", "updates=3", method="mfql")
+    cmp, report = parity("shapes=[cube]", "updates=3", "batch_size=16", method="mfql")
     assert report["passed"] and report["official"] == "HiccupRL/MeanFlowQL@3fab100"
     assert set(report["groups"]) == {"outputs", "actions", "bellman", "losses", "alpha", "gradients", "schedule",
                                      "parameters", "targets"}
@@ -180,3 +185,31 @@ def test_a_reversed_meanflow_interpolation_fails_on_the_bc_loss_and_the_actor(mo
     names = {c.name for c in cmp.failed() if c.group in ("losses", "gradients")}
     assert {"actor/bc_loss", "actor/loss", "total_loss"} <= names and any(n.startswith("actor.") for n in names)
     assert not any(n.startswith("critic") for n in names)
+
+
+def test_the_meanflow_ql_update_on_pixels_matches_the_official_code():
+    # the critic and the actor behind their own impala_small encoders; the actor's is the official
+    # actor_bc_flow_encoder
+    cmp, report = parity("shapes=[pixels]", "updates=1", "batch_size=4", method="mfql")
+    assert report["passed"]
+    assert {"actor.encoder.stacks.0.conv_in.weight", "actor.net.blocks.0.attn.qkv.weight",
+            "critic.encoder.mlp.0.weight"} <= {c.name for c in cmp.checks if c.group == "gradients"}
+
+
+def test_each_corrected_difference_acts_exactly_where_the_docs_say(capsys):
+    from mfql.parity.__main__ import print_corrections
+
+    _, report = parity("shapes=[cube]", "parity=corrected", "batch_size=4", method="mfql")
+    assert report["passed"] and len(report["corrections"]) == 6
+    verdicts = {v["correction"]: v for v in report["corrections"]}
+    # the EMA alone changes the targets at the first update; the α corrections first act at the first
+    # adapting event (the fourth update), on the BC weight and what it weighs
+    assert verdicts["target EMA"]["first"] == 1
+    assert {d.split(" ")[0] for d in verdicts["target EMA"]["differs"]} == {"targets"}
+    assert verdicts["α history average"]["first"] == 4
+    assert "alpha alpha (this update's BC weight)" in verdicts["α history average"]["differs"]
+    assert verdicts["all of them"]["passed"]
+    print_corrections(report)
+    printed = capsys.readouterr().out
+    assert "differs first at update 1, in: targets target_critic.* (18 tensors)" in printed
+    assert "not part of an update: training loop" in printed

@@ -86,19 +86,21 @@ class MeanFlowQL(Agent):
 
     def setup(self) -> None:
         cfg = self.cfg
-        self.official = cfg.parity == "official"
+        official = cfg.parity == "official"
         # The official code hard-codes the critic LR at 3e-4; the paper's Table 6 says 1e-4.
-        self.critic_lr = cfg.critic_lr if cfg.critic_lr is not None else (3e-4 if self.official else 1e-4)
+        self.critic_lr = cfg.critic_lr if cfg.critic_lr is not None else (3e-4 if official else 1e-4)
         self.actor_opt = Adam(list(self.actor.parameters()), lr=0.0)
         self.critic_opt = Adam(list(self.critic.parameters()), lr=self.critic_lr)
         self.alpha_ctl = AlphaController(
             cfg.alpha, self.pretrain_steps,
-            cfg.alpha_warmup_frac if self.official else cfg.alpha_warmup_frac_corrected,
+            cfg.alpha_warmup_frac if official else cfg.alpha_warmup_frac_corrected,
             cfg.alpha_update_interval, cfg.alpha_loss_threshold, cfg.alpha_increase, cfg.alpha_decrease,
-            cfg.alpha_window, tuple(cfg.alpha_bounds), cfg.dynamic_alpha, official_window=self.official,
+            cfg.alpha_window, tuple(cfg.alpha_bounds), cfg.dynamic_alpha, official_window=official,
             device=self.device)
         # Target candidates: the official jit falls back to the full K; the code meant K // 2.
-        self.target_candidates = cfg.num_candidates if self.official else max(1, cfg.num_candidates // 2)
+        self.target_candidates = cfg.num_candidates if official else max(1, cfg.num_candidates // 2)
+        # The official EMA moves the target towards the updated critic; FQL's towards the pre-update one.
+        self.ema_before_step = not official
 
     # ----------------------------------------------------------------------------------------- sampling
     def sample_times(self, batch_size: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -240,11 +242,11 @@ class MeanFlowQL(Agent):
         lr = actor_lr(state["update_count"], self.cfg.lr, self.cfg.lr_min_ratio, self.pretrain_steps,
                       self.cfg.lr_warmup_frac)
         state["actor_opt"]["lr"].copy_(lr)
-        if not self.official:
-            self.soft_update(state, foreach)  # FQL: EMA towards the pre-update online critic
+        if self.ema_before_step:
+            self.soft_update(state, foreach)
         self.adam_steps(state, {"actor": actor_grads, "critic": critic_grads}, foreach)
-        if self.official:
-            self.soft_update(state, foreach)  # official: EMA towards the updated online critic
+        if not self.ema_before_step:
+            self.soft_update(state, foreach)
         state["update_count"].add_(1)
         return {**{k: v.detach() for k, v in metrics.items()}, "actor/lr": lr}
 

@@ -4,11 +4,13 @@ networks, draws, losses, α controller and learning-rate schedule, paired with
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
-from mfql.parity.core import FLOAT32_EPS, Comparison, Pair, compare_losses, critic_outputs
-from mfql.parity.fql import network_pairs
+from mfql.parity.core import FLOAT32_EPS, Comparison, Pair, compare_losses, critic_outputs, encoder_pairs
+from mfql.parity.fql import example_inputs, network_pairs
 
 REPO, COMMIT = "HiccupRL/MeanFlowQL", "3fab100"
 MODULE = "agents.meanflowql"
@@ -20,8 +22,8 @@ FILES = {  # the files the check runs, SHA-256 at that commit
     "utils/encoders.py": "c4cff610086e5369cb44a943a55667c1cf393694ac1035df807a280d67e04bd8",
 }
 MODELS = ("paper",)  # the official code's actor is the DiT only (mfql's small model has an MLP actor)
-PARITIES = ("official",)
-PIXELS = False  # not yet paired: the official actor's encoder is its actor_bc_flow_encoder
+PARITIES = ("official", "corrected")
+PIXELS = True  # the pixel shape: the critic and the actor each behind their own impala_small encoder
 # A budget of 20 steps and an α event at every step: the first updates then cross the learning rate's
 # warm-up (1 step), the α controller's warm-up (2 steps) and its events, as a long run does after 5 % / 10 %.
 BUDGET = 20
@@ -29,6 +31,49 @@ OVERRIDES = ["agent.alpha_update_interval=1"]
 INFO = {  # mfql's metric -> the official info key of the same quantity
     "critic/loss": "critic/critic_loss", "critic/q_mean": "critic/q_mean", "actor/bc_loss": "meanflow/mean_flow_loss",
     "actor/q_loss": "actor/q_loss", "actor/q": "actor/q", "actor/bound_loss": "actor/bound_loss",
+}
+
+
+
+@dataclass(frozen=True)
+class Correction:
+    """One deliberate difference of ``parity=corrected`` (docs/runs.md): the agent's settings that carry it
+    (copied from a ``parity=corrected`` agent into a ``parity=official`` one), the first update of this
+    check's budget at which it acts, and what it must change there: group -> name prefixes, nothing else."""
+    name: str
+    why: str
+    settings: tuple[str, ...]
+    update: int
+    differs: dict[str, tuple[str, ...]]
+
+
+ALPHA_EFFECT = {"alpha": ("alpha (this update's BC weight)", "alpha (carried)"),
+                "losses": ("actor/loss", "total_loss"), "gradients": ("actor.",), "parameters": ("actor.",)}
+CORRECTIONS = (
+    # every candidate is the same action until the actor's first step (the DiT's output layer starts at
+    # zero, as the official one's, and the first update's actor learning rate is 0): K matters from update 3
+    Correction("Bellman-target candidates", "K // 2 (the code's intent; the official jit falls back to the full K): "
+               "the critic's target changes, so its loss, gradients and step, and the target moved towards it",
+               ("target_candidates",), 3, {"losses": ("critic/loss", "total_loss"), "gradients": ("critic.",),
+                                           "parameters": ("critic.",), "targets": ("target_critic.",)}),
+    Correction("critic learning rate", "1e-4 (paper Table 6; the official code hard-codes 3e-4): the critic's step "
+               "changes, and the target moved towards it", ("critic_lr", "critic_opt.state.lr"), 1,
+               {"parameters": ("critic.",), "targets": ("target_critic.",)}),
+    Correction("target EMA", "towards the pre-update critic (as FQL; the official code moves it towards the "
+               "updated one): only the target changes", ("ema_before_step",), 1, {"targets": ("target_critic.",)}),
+    # at this check's budget (20 steps, an event every step) the official warm-up ends at step 2 and its
+    # first adapting event (two losses recorded) is step 3, the fourth update
+    Correction("α-controller warm-up", "20 % of the offline steps (the official comment; its code: 10 %): the "
+               "event that adapts alpha first under the official warm-up does not, so this update's BC weight, "
+               "the actor's loss, gradients and step change", ("alpha_ctl.warmup",), 4, ALPHA_EFFECT),
+    Correction("α history average", "the last `valid` losses (the official code averages the first `valid` "
+               "slots of a history written at its end, zeros until full): the first adapting event compares the "
+               "loss with its real average, not 0, so this update's BC weight, the actor's loss, gradients and "
+               "step change", ("alpha_ctl.official_window", "alpha_ctl.averaged"), 4, ALPHA_EFFECT),
+)
+OUTSIDE = {  # the corrections that are not part of an update, and the tests that hold them
+    "observation statistics": "over the dataset, not the zero-padded buffer (tests/data/test_datasets.py)",
+    "training loop": "steps 1..N, not 0..N with a first update at actor LR 0 (tests/agents/test_agent.py)",
 }
 
 
@@ -64,7 +109,8 @@ def official_agent(module, cfg, obs_dim: int, action_dim: int, seed: int):
         q_agg=str(cfg.q_agg), normalize_q_loss=bool(cfg.normalize_q_loss), sigma=float(cfg.sigma))
     for key, value in values.items():  # each in the official field's own type (ml_collections checks it)
         config[key] = value if isinstance(value, (str, tuple)) else type(config[key])(value)
-    ex_obs, ex_actions = np.zeros((1, obs_dim), np.float32), np.zeros((1, action_dim), np.float32)
+    config["encoder"] = cfg.get("encoder")  # a placeholder field: None or the encoder's name
+    ex_obs, ex_actions = example_inputs(obs_dim, action_dim)
     return module.MeanFlowQL_Agent.create(seed, ex_obs, ex_actions, config)
 
 
@@ -90,20 +136,20 @@ def prepare(agent, official, cmp: Comparison):
     return lambda: setattr(ours, "actor_lr", actor_lr)
 
 
-def dense(theirs: tuple[str, ...], ours: str) -> list[Pair]:
-    return [Pair((*theirs, "kernel"), ("actor", f"{ours}.weight"), lambda a: a.T),
-            Pair((*theirs, "bias"), ("actor", f"{ours}.bias"), lambda a: a)]
-
-
-def rms(theirs: tuple[str, ...], ours: str) -> Pair:
-    return Pair((*theirs, "g"), ("actor", f"{ours}.weight"), lambda a: a.reshape(-1))
-
-
-def dit_pairs(params, depth: int) -> list[Pair]:
-    """The official MFDiT_SIM's parameters, by flax name, and mfql's MFDiT's (docs/method.md, "Networks")."""
+def dit_pairs(depth: int, path: str) -> list[Pair]:
+    """The official MFDiT_SIM's parameters, by flax name, and mfql's MFDiT's at ``path`` in the actor
+    (docs/method.md, "Networks")."""
     top = ("modules_actor_bc_flow",)
+
+    def dense(theirs: tuple[str, ...], ours: str) -> list[Pair]:
+        return [Pair((*theirs, "kernel"), ("actor", f"{path}{ours}.weight"), lambda a: a.T),
+                Pair((*theirs, "bias"), ("actor", f"{path}{ours}.bias"), lambda a: a)]
+
+    def rms(theirs: tuple[str, ...], ours: str) -> Pair:
+        return Pair((*theirs, "g"), ("actor", f"{path}{ours}.weight"), lambda a: a.reshape(-1))
+
     pairs = [*dense((*top, "FeatureEmbed_0", "Dense_0"), "feature_embed"),
-             Pair((*top, "pos_embed"), ("actor", "pos_embed"), lambda a: a),
+             Pair((*top, "pos_embed"), ("actor", f"{path}pos_embed"), lambda a: a),
              *dense((*top, "t_embedder", "Dense_0"), "t_embedder.mlp.0"),
              *dense((*top, "t_embedder", "Dense_1"), "t_embedder.mlp.2")]
     for i in range(depth):
@@ -127,7 +173,11 @@ def dit_pairs(params, depth: int) -> list[Pair]:
 def pairs(params, agent) -> list[Pair]:
     out = [pair for name in ("critic", "target_critic")
            for pair in network_pairs(params, name, "value_net", getattr(agent, name), name, "")]
-    return out + dit_pairs(params, agent.cfg.actor_depth)
+    if not hasattr(agent.actor, "encoder"):
+        return out + dit_pairs(agent.cfg.actor_depth, "")
+    # the actor's encoder is the official actor_bc_flow_encoder (one module, its parameters stored there)
+    return (out + encoder_pairs(("modules_actor_bc_flow_encoder",), agent.actor.encoder, "actor", "encoder")
+            + dit_pairs(agent.cfg.actor_depth, "net."))
 
 
 def align(draws: dict, agent) -> dict:
@@ -156,6 +206,12 @@ def queues(draws: dict, agent) -> dict:
     else:
         served.update(uniform=[n["times"].reshape(-1, 1)], randint=[unused, unused])
     return served
+
+
+def agent_draws(draws: dict, agent) -> dict:
+    """``agent``'s share of an official-parity agent's draws: with fewer Bellman-target candidates
+    (``parity=corrected``'s K // 2), the first of the K the official code draws."""
+    return {**draws, "target_noises": draws["target_noises"][:agent.target_candidates]}
 
 
 def official_loss(official, batch, params, step):

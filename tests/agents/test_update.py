@@ -47,7 +47,7 @@ def test_the_reference_check_sees_the_smallest_change_of_method():
     golden = torch.load(GOLDEN, weights_only=True)["small-official"]
 
     def ema_first(agent):
-        agent.official = False  # read by the update for the EMA order only; all else stays official
+        agent.ema_before_step = True  # the corrected EMA order; all else stays official
 
     agent, metrics = golden_run("small", "official", before=ema_first)
     with pytest.raises(AssertionError):
