@@ -36,7 +36,7 @@ from mfql.config import CONFIG_DIR, check_device, check_out_file, compose, known
 from mfql.errors import ConfigError
 from mfql.files import write_json
 from mfql.run.devices import check_cpp_compiler, configure_cpu, device_name, resolve_device
-from mfql.run.profiling import HostReads, compiled_cpu_kernels, kernels, side_by_side, sync, timed
+from mfql.run.profiling import HostReads, compiled_cpu_kernels, kernels, resident_mb, side_by_side, sync, timed
 
 OBS_DIM, ACTION_DIM = 28, 5
 SECTIONS = ("paper", "small", "efficiency", "pixels", "evaluation", "packed")  # sections=[...] runs these only
@@ -296,9 +296,12 @@ def bench_packed(model: str, device: torch.device, updates: int, sizes: list[int
     return out
 
 
-def bench_evaluation(model: str, device: torch.device, episodes: int, env_steps: int, workers: list[int]) -> dict:
-    """Episodes/s on the real cube-single env (episodes cut at ``env_steps``), one at a time vs in lockstep,
-    the lockstep environments stepped in this process and in each number of ``workers`` processes."""
+def bench_evaluation(model: str, device: torch.device, episodes: int, env_steps: int, counts: list[int],
+                     workers: list[int]) -> dict:
+    """Episodes/s on the real cube-single env (episodes cut at ``env_steps``) with each number of environments
+    alive at once (``counts``; 1: one episode at a time, ``episodes``: all in lockstep), with the process's
+    resident memory per environment; then the lockstep environments stepped in each number of ``workers``
+    processes."""
     from mfql.run.envpool import EnvPool, EnvSpec
     from mfql.run.envs import make_env
     from mfql.run.episodes import run_episodes
@@ -307,12 +310,18 @@ def bench_evaluation(model: str, device: torch.device, episodes: int, env_steps:
     cfg = compose("train", [f"task={EVAL_TASK}", "out_dir=.", f"model={model}"]).agent
     obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
     agent = make_agent(proposed(), cfg, obs_dim, action_dim, np.zeros(obs_dim), np.ones(obs_dim), 1000, device)
-    out = {"model": model, "episodes": episodes, "env_steps_per_episode": env_steps}
-    for name, count in (("sequential", 1), ("lockstep", episodes)):
+    out = {"model": model, "episodes": episodes, "env_steps_per_episode": env_steps, "by_envs": {}}
+    for count in sorted({*counts, 1, episodes}):
+        before = resident_mb()
         envs = [make_env(EVAL_TASK, "ogbench", None, env_steps) for _ in range(count)]
+        grown = resident_mb() - before
         start = time.perf_counter()
         run_episodes(agent, envs, "ogbench", episodes, seed=0)
-        out[f"{name}_episodes_per_s"] = episodes / (time.perf_counter() - start)
+        out["by_envs"][count] = {"episodes_per_s": episodes / (time.perf_counter() - start),
+                                 "mb_per_env": grown / count}
+        del envs
+    out["sequential_episodes_per_s"] = out["by_envs"][1]["episodes_per_s"]
+    out["lockstep_episodes_per_s"] = out["by_envs"][episodes]["episodes_per_s"]
     out["lockstep_speedup"] = out["lockstep_episodes_per_s"] / out["sequential_episodes_per_s"]
     for count in workers:  # the pool's start-up (worker processes importing MuJoCo) is not timed
         pool = EnvPool(EnvSpec(EVAL_TASK, "ogbench", ".", env_steps), episodes, count)
@@ -396,10 +405,10 @@ def main(argv: list[str]) -> None:
     require_int(cfg, "act_repeats", 1)
     require_int(cfg, "eval_episodes", 1)
     require_int(cfg, "eval_env_steps", 1)
-    if not isinstance(cfg.eval_env_workers, ListConfig) or not all(
-            isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in cfg.eval_env_workers):
-        raise ConfigError(f"eval_env_workers={cfg.eval_env_workers!r} is not valid (valid: a non-empty list of "
-                          f"integers >= 1)")
+    for key in ("eval_env_workers", "eval_env_counts"):
+        if not isinstance(cfg[key], ListConfig) or not all(
+                isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in cfg[key]):
+            raise ConfigError(f"{key}={cfg[key]!r} is not valid (valid: a list of integers >= 1)")
     for key in ("packed_seeds", "packed_models"):
         if not isinstance(cfg[key], ListConfig) or not len(cfg[key]):
             raise ConfigError(f"{key}={cfg[key]!r} is not valid (valid: a non-empty list)")
@@ -407,8 +416,9 @@ def main(argv: list[str]) -> None:
         raise ConfigError(f"packed_seeds={list(cfg.packed_seeds)} is not valid (valid: integers >= 1)")
     if not set(cfg.packed_models) <= {"paper", "small"}:
         raise ConfigError(f"packed_models={list(cfg.packed_models)} is not valid (valid: paper, small)")
-    if cfg.efficiency_model not in ("paper", "small"):
-        raise ConfigError(f"efficiency_model={cfg.efficiency_model!r} is not valid (valid: paper, small)")
+    for key in ("efficiency_model", "eval_model"):
+        if cfg[key] not in ("paper", "small"):
+            raise ConfigError(f"{key}={cfg[key]!r} is not valid (valid: paper, small)")
     if cfg.sections is not None and (not isinstance(cfg.sections, ListConfig) or not len(cfg.sections)
                                      or not set(cfg.sections) <= set(SECTIONS)):
         raise ConfigError(f"sections={cfg.sections!r} is not valid (valid: null for all, or a non-empty list of "
@@ -438,7 +448,8 @@ def main(argv: list[str]) -> None:
         # more compiles would not fit tools/gpu-check.sh's time for the benchmark)
         "pixels": lambda: {name: bench_model("paper", device, max(2, cfg.updates // 4), max(1, cfg.act_repeats // 5),
                                              False, method=name, pixels=True) for name in (proposed(), *baselines())},
-        "evaluation": lambda: bench_evaluation("paper", device, cfg.eval_episodes, cfg.eval_env_steps,
+        "evaluation": lambda: bench_evaluation(cfg.eval_model, device, cfg.eval_episodes, cfg.eval_env_steps,
+                                               [c for c in cfg.eval_env_counts if c <= cfg.eval_episodes],
                                                list(cfg.eval_env_workers)),
         "packed": lambda: {model: bench_packed(model, device, max(2, cfg.updates // 2) if model == "paper"
                                                else cfg.updates * 2, sizes, packed_compile)

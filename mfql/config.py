@@ -25,12 +25,12 @@ from mfql.ranges import SEED_MAX
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config" / "mfql"
 TASK_DIR = CONFIG_DIR / "tasks"
 TASK_RE = re.compile(r"^[a-z0-9][a-z0-9x-]*-v[0-9]$")
-# Keys that only say where files go or how the job runs; they never change the method (compile and eval_envs:
-# the same arithmetic in another order, equal within float round-off).
+# Keys that only say where files go or how the job runs; they never change the method (compile, eval_envs and
+# env_memory_mb: the same arithmetic in another order, equal within float round-off).
 # Top-level keys of pixel runs only; a state run's key leaves them out (null), as before pixels existed.
 PIXEL_KEYS = ("frame_stack", "p_aug")
 PLACEMENT_KEYS = ("out_dir", "data_dir", "device", "threads", "flush_denormal", "tracker", "overwrite", "compile",
-                  "eval_envs", "env_workers", "seeds")
+                  "eval_envs", "env_memory_mb", "env_workers", "seeds")
 METHOD_GROUP = "method"  # the config group of the methods' files, config/mfql/method/<name>.yaml
 
 

@@ -70,6 +70,7 @@ TRAIN_RANGES = {
     "eval_interval": INT_1,
     "eval_episodes": INT_0,
     "eval_envs": INT_1,
+    "env_memory_mb": INT_1,
     "env_workers": INT_0,
     "log_interval": INT_1,
     "checkpoint_interval": INT_1,

@@ -39,6 +39,36 @@ class FrameStack:
         return self.env.unwrapped
 
 
+# Resident memory of one environment, MB, by family: measured per environment as the growth of the process over
+# several (docs/performance.md), rounded up. A manipulation environment holds its compiled MuJoCo model
+# (meshes, textures: about 60 MB) and its simulation arena (14 MB); a pixel one also its renderer.
+ENV_MB = {"manipulation": 180, "pixels": 400, "locomotion": 5, "adroit": 10}
+
+
+def env_family(task: str) -> str:
+    """The family whose measured footprint ``ENV_MB`` holds for ``task``'s environment."""
+    if task.startswith("visual-"):
+        return "pixels"
+    if task.startswith(("cube-", "scene-", "puzzle-")):
+        return "manipulation"
+    if task.startswith(("pen-", "door-", "hammer-", "relocate-")):
+        return "adroit"
+    return "locomotion"  # antmaze, humanoidmaze, antsoccer (OGBench and D4RL)
+
+
+def env_mb(task: str) -> int:
+    return ENV_MB[env_family(task)]
+
+
+def eval_pool_size(task: str, episodes: int, eval_envs: int, memory_mb: int, online_envs: int = 0) -> int:
+    """Evaluation environments alive at once: the ``episodes`` in lockstep, at most ``eval_envs``, and at most
+    as many as fit beside the job's ``online_envs`` in ``memory_mb`` at the task family's measured footprint;
+    at least one (when there is an episode to play)."""
+    if episodes == 0:
+        return 0
+    return max(1, min(episodes, eval_envs, memory_mb // env_mb(task) - online_envs))
+
+
 def make_env(task: str, suite: str, minari_dataset=None, max_steps: int | None = None,
              frame_stack: int | None = None, protocol: str | None = None):
     """A fresh environment of the task. OGBench: single-task env with success computed after the step

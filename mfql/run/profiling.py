@@ -99,3 +99,11 @@ def compiled_cpu_kernels(make: Callable[[], Agent], batch: dict, device: torch.d
             return kernels(lambda: agent.update(batch, 2), device)
     finally:
         torch._dynamo.reset()
+
+
+def resident_mb() -> float:
+    """This process's resident memory now, MB (Linux's /proc; peaks: ``resource``'s ru_maxrss)."""
+    import os
+
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20

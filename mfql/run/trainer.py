@@ -28,7 +28,7 @@ from mfql.log import CSVLog, Progress, Tracker
 from mfql.run.checkpoint import load_state, rng_state, seed_everything, set_rng_state
 from mfql.run.devices import device_name
 from mfql.run.envpool import EnvPool, EnvSpec
-from mfql.run.envs import metric_name
+from mfql.run.envs import env_family, env_mb, eval_pool_size, metric_name
 from mfql.run.episodes import episode_seed, run_episodes
 from mfql.run.folder import RUN_KEY_FORMAT, RunFolder
 from mfql.run.online import OnlineEpisode
@@ -71,8 +71,12 @@ class Pools:
     def make(cls, cfgs: list, minari_dataset) -> Pools:
         cfg = cfgs[0]
         spec = EnvSpec(cfg.task, cfg.suite, str(cfg.data_dir), cfg.env_max_steps, cfg.frame_stack, cfg.eval_protocol)
-        evaluation = EnvPool(spec, min(cfg.eval_envs, cfg.eval_episodes), cfg.env_workers, minari_dataset)
-        online = EnvPool(spec, len(cfgs), cfg.env_workers, minari_dataset) if cfg.online_steps > 0 else None
+        online_envs = len(cfgs) if cfg.online_steps > 0 else 0
+        size = eval_pool_size(cfg.task, cfg.eval_episodes, cfg.eval_envs, cfg.env_memory_mb, online_envs)
+        log.info("evaluation: %d of %d episodes at once (env_memory_mb=%d, %d MB per %s environment)", size,
+                 cfg.eval_episodes, cfg.env_memory_mb, env_mb(cfg.task), env_family(cfg.task))
+        evaluation = EnvPool(spec, size, cfg.env_workers, minari_dataset)
+        online = EnvPool(spec, online_envs, cfg.env_workers, minari_dataset) if online_envs else None
         return cls(evaluation, online)
 
     def close(self) -> None:

@@ -42,10 +42,13 @@ def test_offline_run_writes_every_output(tmp_path, ogbench_dir):
 @pytest.mark.slow
 def test_corrected_parity_loops_from_step_one(tmp_path, ogbench_dir):
     out = tmp_path / "run"
-    run_module("mfql.train", *train_args(out, ogbench_dir.parent, "offline_steps=20", "eval_interval=10",
-                                         "parity=corrected"))
-    assert [int(r["step"]) for r in read_csv(out / "eval.csv")] == [10, 20]
+    # and its 3 evaluation episodes are played 2 at a time: as many cube environments as fit in 400 MB
+    proc = run_module("mfql.train", *train_args(out, ogbench_dir.parent, "offline_steps=20", "eval_interval=10",
+                                                "parity=corrected", "eval_episodes=3", "env_memory_mb=400"))
+    evals = read_csv(out / "eval.csv")
+    assert [int(r["step"]) for r in evals] == [10, 20] and evals[0]["episodes"] == "3"
     assert "parity: corrected" in (out / "config.yaml").read_text()
+    assert "evaluation: 2 of 3 episodes at once (env_memory_mb=400, 180 MB per manipulation environment)" in proc.stderr
 
 
 @pytest.mark.slow
