@@ -13,6 +13,7 @@ from mfql.agents.networks import count_params
 from mfql.bench import (
     amdahl_gain,
     bench_efficiency,
+    bench_evaluation,
     efficiency_rows,
     isolated,
     make_bench_agent,
@@ -112,3 +113,12 @@ def test_the_efficiency_section_measures_every_method_and_counts_its_network_cal
     rows = efficiency_rows({m: section[m] for m in reversed(builtin)})  # rows in the registry's order
     assert [r["method"] for r in rows] == list(builtin) and [r["calls_per_action"] for r in rows] == [2, 1, 1]
     assert [r["params"] for r in rows] == [sum(section[m]["params"].values()) for m in builtin]
+
+
+@pytest.mark.slow  # real cube-single environments
+def test_the_evaluation_section_times_each_number_of_environments_alive():
+    out = bench_evaluation("small", torch.device("cpu"), episodes=3, env_steps=4, counts=[2], workers=[])
+    assert set(out["by_envs"]) == {1, 2, 3}  # one at a time, the counts asked, all in lockstep
+    assert all(row["episodes_per_s"] > 0 and row["mb_per_env"] >= 0 for row in out["by_envs"].values())
+    assert out["lockstep_episodes_per_s"] == out["by_envs"][3]["episodes_per_s"]
+    assert out["sequential_episodes_per_s"] == out["by_envs"][1]["episodes_per_s"]
