@@ -43,7 +43,7 @@ def parity(*args: str, method: str = "fql"):
 
 def test_the_fql_update_matches_the_official_code(tmp_path):
     out = tmp_path / "parity.json"
-    proc = run_module("mfql.parity", "method=fql", f"official={FQL_CODE}", f"out={out}", "updates=2")
+    proc = run_module("mfql.parity", "method=fql", f"official={FQL_CODE}", f"out={out}", "updates=1")
     assert "PASS" in proc.stdout.splitlines()[-1]
     report = json.loads(out.read_text())
     assert report["passed"] and report["dtype"] == "float64" and report["official"] == "seohongpark/fql@719d044"
@@ -159,34 +159,6 @@ def test_the_rebrac_update_on_pixels_matches_the_official_code():
     assert {"actor.encoder.stacks.0.conv_in.weight", "target_actor.net.net.4.weight"} <= {c.name for c in cmp.checks}
 
 
-def test_the_meanflow_ql_update_matches_the_official_code():
-    # three updates: the learning rate's warm-up, then the alpha controller's, then one of its events
-    cmp, report = parity("shapes=[cube]", "updates=3", "batch_size=16", method="mfql")
-    assert report["passed"] and report["official"] == "HiccupRL/MeanFlowQL@3fab100"
-    assert set(report["groups"]) == {"outputs", "actions", "bellman", "losses", "alpha", "gradients", "schedule",
-                                     "parameters", "targets"}
-    names = {c.name for c in cmp.checks}
-    assert {"actor.blocks.2.attn.qkv.weight", "actor.pos_embed", "critic.net.0.kernel", "actor/bc_loss",
-            "best-of-K action (evaluation)", "MeanFlow-loss history"} <= names
-    lrs = [c for c in cmp.checks if c.group == "schedule"]
-    assert [c.update for c in lrs] == [1, 2, 3] and all(c.tol == pytest.approx(2.0**-23) for c in lrs)
-
-
-def test_a_reversed_meanflow_interpolation_fails_on_the_bc_loss_and_the_actor(monkeypatch):
-    from mfql.agents.meanflow import MeanFlowQL
-
-    mfi = MeanFlowQL.mfi_output_and_target
-
-    def reversed_path(self, obs_n, actions, times, noises, actor_params=None):  # a_t = t a + (1 - t) e
-        return mfi(self, obs_n, noises, times, actions, actor_params)
-
-    monkeypatch.setattr(MeanFlowQL, "mfi_output_and_target", reversed_path)
-    cmp, _ = parity("shapes=[cube]", "updates=1", method="mfql")
-    names = {c.name for c in cmp.failed() if c.group in ("losses", "gradients")}
-    assert {"actor/bc_loss", "actor/loss", "total_loss"} <= names and any(n.startswith("actor.") for n in names)
-    assert not any(n.startswith("critic") for n in names)
-
-
 def test_the_meanflow_ql_update_on_pixels_matches_the_official_code():
     # the critic and the actor behind their own impala_small encoders; the actor's is the official
     # actor_bc_flow_encoder
@@ -196,9 +168,79 @@ def test_the_meanflow_ql_update_on_pixels_matches_the_official_code():
             "critic.encoder.mlp.0.weight"} <= {c.name for c in cmp.checks if c.group == "gradients"}
 
 
-def test_each_corrected_difference_acts_exactly_where_the_docs_say(capsys):
+@pytest.fixture(scope="module")
+def meanflow_cube():
+    """MeanFlow-QL's check on cube through the tool (4 updates, batch 4): (its comparison, its report, and the
+    official updates it ran). The tests below compare other mfql agents with those same official updates
+    (the tool's own ``official_updates`` gives them back for the same inputs) instead of running them again."""
+    from mfql.parity import __main__ as tool
+
+    recorded, official_updates = {}, tool.official_updates
+
+    def recording(*args, **kwargs):
+        recorded["official"] = official_updates(*args, **kwargs)
+        return recorded["official"]
+
+    tool.official_updates = recording
+    try:
+        cmp, report = parity("shapes=[cube]", "batch_size=4", method="mfql")
+    finally:
+        tool.official_updates = official_updates
+    return cmp, report, recorded["official"]
+
+
+def reuse(monkeypatch, meanflow_cube) -> None:
+    """The tool's official updates for the same shape, batch and seed: the recorded ones, as many as asked."""
+    from mfql.parity import __main__ as tool
+
+    done, final_draws = meanflow_cube[2]
+
+    def recorded(cfg, adapter, served, official, agent, shape, updates, jax, jnp):
+        assert (shape, cfg.batch_size, cfg.seed) == ("cube", 4, 0) and updates <= len(done)
+        # each run imports the official module afresh: the recorded agents' module draws from this run's server
+        recorded_globals = type(done[0].before).critic_loss.__globals__
+        monkeypatch.setitem(recorded_globals, "jax", type(official).critic_loss.__globals__["jax"])
+        return done[:updates], final_draws
+
+    monkeypatch.setattr(tool, "official_updates", recorded)
+
+
+def test_the_meanflow_ql_update_matches_the_official_code(meanflow_cube):
+    # four updates: the learning rate's warm-up, the alpha controller's, then its first adapting event
+    cmp, report, _ = meanflow_cube
+    assert report["passed"] and report["official"] == "HiccupRL/MeanFlowQL@3fab100" and report["updates"] == 4
+    assert set(report["groups"]) == {"outputs", "actions", "bellman", "losses", "alpha", "gradients", "schedule",
+                                     "parameters", "targets"}
+    names = {c.name for c in cmp.checks}
+    assert {"actor.blocks.2.attn.qkv.weight", "actor.pos_embed", "critic.net.0.kernel", "actor/bc_loss",
+            "best-of-K action (evaluation)", "MeanFlow-loss history"} <= names
+    lrs = [c for c in cmp.checks if c.group == "schedule"]
+    assert [c.update for c in lrs] == [1, 2, 3, 4] and all(c.tol == pytest.approx(2.0**-23) for c in lrs)
+    # the fourth update adapts alpha (x1.2: the official average reads empty slots), on both sides
+    weights = [c for c in cmp.checks if c.name == "alpha (carried)"]
+    assert [c.update for c in weights] == [1, 2, 3, 4] and weights[-1].max_abs < 1e-9
+
+
+def test_a_reversed_meanflow_interpolation_fails_on_the_bc_loss_and_the_actor(monkeypatch, meanflow_cube):
+    from mfql.agents.meanflow import MeanFlowQL
+
+    mfi = MeanFlowQL.mfi_output_and_target
+
+    def reversed_path(self, obs_n, actions, times, noises, actor_params=None):  # a_t = t a + (1 - t) e
+        return mfi(self, obs_n, noises, times, actions, actor_params)
+
+    monkeypatch.setattr(MeanFlowQL, "mfi_output_and_target", reversed_path)
+    reuse(monkeypatch, meanflow_cube)
+    cmp, _ = parity("shapes=[cube]", "updates=1", "batch_size=4", method="mfql")
+    names = {c.name for c in cmp.failed() if c.group in ("losses", "gradients")}
+    assert {"actor/bc_loss", "actor/loss", "total_loss"} <= names and any(n.startswith("actor.") for n in names)
+    assert not any(n.startswith("critic") for n in names)
+
+
+def test_each_corrected_difference_acts_exactly_where_the_docs_say(capsys, monkeypatch, meanflow_cube):
     from mfql.parity.__main__ import print_corrections
 
+    reuse(monkeypatch, meanflow_cube)
     _, report = parity("shapes=[cube]", "parity=corrected", "batch_size=4", method="mfql")
     assert report["passed"] and len(report["corrections"]) == 6
     verdicts = {v["correction"]: v for v in report["corrections"]}
