@@ -11,6 +11,8 @@ lockstep (in this process and in env worker processes); aggregate updates/s of S
 beside the gain that the packed update's dispatch share allows (Amdahl); and the paper suite's projected
 device hours with the evaluation's share of them. The efficiency section adds, per method, network calls per
 action and per update (counted) and the process's peak memory: the paper's performance-efficiency comparison.
+Every configuration run in a fresh process (each model, each method) also reports that process's peak
+resident memory (``peak_rss_mb``), and the evaluation section the memory per environment.
 
 Over 300 lines on purpose: one section per figure the JSON reports, read top to bottom; the measuring
 tools themselves are in mfql/run/profiling.py.
@@ -250,8 +252,15 @@ def efficiency_rows(section: dict) -> list[dict]:
 
 
 def _in_child(cpu: tuple, fn, args: tuple, kwargs: dict):
+    """``fn``'s result, and for a dict result the child's peak resident memory (``peak_rss_mb``: the host
+    memory one configuration needs, the interpreter and torch included, as a job's request must cover)."""
+    import resource
+
     configure_cpu(*cpu)
-    return fn(*args, **kwargs)
+    result = fn(*args, **kwargs)
+    if isinstance(result, dict):
+        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    return result
 
 
 def isolated(cpu: tuple, fn, *args, **kwargs):

@@ -20,6 +20,7 @@ from mfql.bench import (
     measure,
     synthetic_batch,
 )
+from mfql.run.profiling import resident_mb
 
 
 def child_state() -> dict:
@@ -30,8 +31,11 @@ def child_state() -> dict:
 
 @pytest.mark.slow
 def test_each_model_is_timed_in_a_fresh_process_set_up_like_the_parent():
-    assert isolated((1, True), child_state) == {"threads": 1, "denormal_kept": 0}
-    assert isolated((2, False), child_state) == {"threads": 2, "denormal_kept": 1 << 16}
+    one, two = isolated((1, True), child_state), isolated((2, False), child_state)
+    assert {k: one[k] for k in ("threads", "denormal_kept")} == {"threads": 1, "denormal_kept": 0}
+    assert {k: two[k] for k in ("threads", "denormal_kept")} == {"threads": 2, "denormal_kept": 1 << 16}
+    # and its peak memory: a fresh interpreter with torch, not this process's
+    assert 50 < one["peak_rss_mb"] < resident_mb() + 1000
 
 
 class OpNames(TorchDispatchMode):

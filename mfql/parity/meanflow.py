@@ -34,7 +34,6 @@ INFO = {  # mfql's metric -> the official info key of the same quantity
 }
 
 
-
 @dataclass(frozen=True)
 class Correction:
     """One deliberate difference of ``parity=corrected`` (docs/runs.md): the agent's settings that carry it
