@@ -39,9 +39,9 @@ class FrameStack:
         return self.env.unwrapped
 
 
-# Resident memory of one environment, MB, by family: measured per environment as the growth of the process over
-# several (docs/performance.md), rounded up. A manipulation environment holds its compiled MuJoCo model
-# (meshes, textures: about 60 MB) and its simulation arena (14 MB); a pixel one also its renderer.
+# Resident memory of one environment, MB, by family: the largest measured, rounded up (docs/performance.md,
+# "Memory"). A manipulation environment holds its compiled MuJoCo model with meshes and textures; a pixel
+# one also its renderer; a maze or Adroit one little.
 ENV_MB = {"manipulation": 180, "pixels": 400, "locomotion": 5, "adroit": 10}
 
 
