@@ -305,10 +305,21 @@ def bench_packed(model: str, device: torch.device, updates: int, sizes: list[int
     return out
 
 
+def env_growth_mb(task: str, count: int) -> float:
+    """The resident memory ``count`` more environments of ``task`` add to a process that has made one, per
+    environment, MB (run it in a fresh process: ``isolated``)."""
+    from mfql.run.envs import make_env
+
+    make_env(task, "ogbench")  # MuJoCo, dm_control and ogbench loaded
+    before = resident_mb()
+    envs = [make_env(task, "ogbench") for _ in range(count)]
+    return (resident_mb() - before) / len(envs)
+
+
 def bench_evaluation(model: str, device: torch.device, episodes: int, env_steps: int, counts: list[int],
                      workers: list[int]) -> dict:
     """Episodes/s on the real cube-single env (episodes cut at ``env_steps``) with each number of environments
-    alive at once (``counts``; 1: one episode at a time, ``episodes``: all in lockstep), with the process's
+    alive at once (``counts``; 1: one episode at a time, ``episodes``: all in lockstep), and the process's
     resident memory per environment; then the lockstep environments stepped in each number of ``workers``
     processes."""
     from mfql.run.envpool import EnvPool, EnvSpec
@@ -320,14 +331,13 @@ def bench_evaluation(model: str, device: torch.device, episodes: int, env_steps:
     obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
     agent = make_agent(proposed(), cfg, obs_dim, action_dim, np.zeros(obs_dim), np.ones(obs_dim), 1000, device)
     out = {"model": model, "episodes": episodes, "env_steps_per_episode": env_steps, "by_envs": {}}
+    # in a fresh process: this one's freed heap would take in new environments without growing
+    out["mb_per_env"] = isolated((1, True), env_growth_mb, EVAL_TASK, max(2, episodes))
     for count in sorted({*counts, 1, episodes}):
-        before = resident_mb()
         envs = [make_env(EVAL_TASK, "ogbench", None, env_steps) for _ in range(count)]
-        grown = resident_mb() - before
         start = time.perf_counter()
         run_episodes(agent, envs, "ogbench", episodes, seed=0)
-        out["by_envs"][count] = {"episodes_per_s": episodes / (time.perf_counter() - start),
-                                 "mb_per_env": grown / count}
+        out["by_envs"][count] = {"episodes_per_s": episodes / (time.perf_counter() - start)}
         del envs
     out["sequential_episodes_per_s"] = out["by_envs"][1]["episodes_per_s"]
     out["lockstep_episodes_per_s"] = out["by_envs"][episodes]["episodes_per_s"]

@@ -123,6 +123,7 @@ def test_the_efficiency_section_measures_every_method_and_counts_its_network_cal
 def test_the_evaluation_section_times_each_number_of_environments_alive():
     out = bench_evaluation("small", torch.device("cpu"), episodes=3, env_steps=4, counts=[2], workers=[])
     assert set(out["by_envs"]) == {1, 2, 3}  # one at a time, the counts asked, all in lockstep
-    assert all(row["episodes_per_s"] > 0 and row["mb_per_env"] >= 0 for row in out["by_envs"].values())
+    assert all(row["episodes_per_s"] > 0 for row in out["by_envs"].values())
+    assert out["mb_per_env"] > 10  # a cube environment's compiled MuJoCo model alone is tens of MB
     assert out["lockstep_episodes_per_s"] == out["by_envs"][3]["episodes_per_s"]
     assert out["sequential_episodes_per_s"] == out["by_envs"][1]["episodes_per_s"]

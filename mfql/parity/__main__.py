@@ -26,6 +26,7 @@ from mfql.config import check_out_file, compose, require_int, run_cli, train_con
 from mfql.errors import ConfigError
 from mfql.files import write_json
 from mfql.parity.core import SHAPES, Comparison, ParityError, check_official, copy_params, import_official, serve_draws
+from mfql.report.results import flatten
 
 # method -> the module that pairs it with its official code
 ADAPTERS = {"mfql": "mfql.parity.meanflow", "fql": "mfql.parity.fql", "rebrac": "mfql.parity.rebrac"}
@@ -179,7 +180,7 @@ def compare_updates(cfg, adapter, served, cmp, agent, official: list[OfficialUpd
     ``outputs``: also the networks' outputs before the first update and after the last."""
     for update, theirs in enumerate(official, 1):
         # mfql's share of the draws (parity=corrected's K // 2 target candidates: the first of the official K)
-        draws = adapter.agent_draws(theirs.draws, agent) if hasattr(adapter, "agent_draws") else theirs.draws
+        draws = adapter.agent_draws(theirs.draws, agent)
         if update == 1 and outputs:
             adapter.outputs(cmp, 0, theirs.before, agent, theirs.batch, draws, served, jnp)
         # gradients and losses, before the step (at this step: update() sets it too)
@@ -262,18 +263,11 @@ def the_corrections_are_all(cfg, adapter, shape: str, corrected) -> Verdict:
         batch = random_batch(cfg.batch_size, obs_dim, action_dim, batches)
         for one, generator in zip((agent, corrected), generators):
             one.update(batch, update, draws=adapter.align(one.draws(cfg.batch_size, generator), one))
-        ours, theirs = agent.state_dict(), corrected.state_dict()
-        differs += [f"update {update} {name}" for name, a, b in flat_pairs(ours, theirs) if not torch.equal(a, b)]
+        ours, theirs = flatten(agent.state_dict()), flatten(corrected.state_dict())
+        differs += [f"update {update} {name}" for name, value in ours.items()
+                    if isinstance(value, torch.Tensor) and not torch.equal(value, theirs[name])]
     return Verdict(shape, "all of them", "parity=corrected = parity=official + the corrections above, tensor for "
                    f"tensor over {updates} updates", updates, {}, None, differs, not differs)
-
-
-def flat_pairs(ours: dict, theirs: dict, prefix: str = ""):
-    for key, value in ours.items():
-        if isinstance(value, dict):
-            yield from flat_pairs(value, theirs[key], f"{prefix}{key}.")
-        elif isinstance(value, torch.Tensor):
-            yield f"{prefix}{key}", value, theirs[key]
 
 
 def check_corrections(cfg, adapter, module, served, shape: str, jax) -> list[Verdict]:

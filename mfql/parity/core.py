@@ -323,6 +323,12 @@ class Comparison:
         return [asdict(c) for c in self.checks]
 
 
+def same_draws(draws: dict, agent) -> dict:
+    """An agent's share of the draws when it takes all of them (``agent_draws`` of a method whose parities
+    draw alike)."""
+    return draws
+
+
 def compare_losses(cmp: Comparison, update: int, names: dict[str, str], metrics: dict, info: dict, loss) -> None:
     """mfql's metrics against the official info values of the same quantities (``names``: ours -> theirs;
     one the official update did not log this time is skipped), and the total loss."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mfql.parity.core import Comparison, Pair, compare_losses, critic_outputs, encoder_pairs, mlp_pairs
+from mfql.parity.core import Comparison, Pair, compare_losses, critic_outputs, encoder_pairs, mlp_pairs, same_draws
 
 REPO, COMMIT = "seohongpark/fql", "719d044"
 MODULE = "agents.fql"
@@ -85,6 +85,9 @@ def queues(draws: dict, agent) -> dict:
 def prepare(agent, official, cmp: Comparison):
     """FQL's learning rate is a constant: nothing to align."""
     return lambda: None
+
+
+agent_draws = same_draws  # every draw goes to mfql's agent too
 
 
 def official_loss(official, batch, params, step):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mfql.parity.core import Comparison, Pair, compare_losses, critic_outputs, encoder_pairs, mlp_pairs
+from mfql.parity.core import Comparison, Pair, compare_losses, critic_outputs, encoder_pairs, mlp_pairs, same_draws
 from mfql.parity.fql import COMMIT, REPO, example_inputs, network_pairs  # noqa: F401  (FQL's repository holds it)
 
 MODULE = "agents.rebrac"
@@ -77,6 +77,9 @@ def prepare(agent, official, cmp: Comparison):
 
 def full_update(official, step: int) -> bool:
     return step % official.config["actor_freq"] == 0
+
+
+agent_draws = same_draws  # every draw goes to mfql's agent too
 
 
 def official_loss(official, batch, params, step):
