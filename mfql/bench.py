@@ -77,7 +77,7 @@ def bench_update(agent: Agent, batch: dict, updates: int, device: torch.device,
     first = time.perf_counter() - start
     per_update = timed(lambda: agent.update(batch, next(step)), updates, device)
     reads = None
-    if agent.apply_update == agent.update_on_device:  # a dispatch mode cannot watch a compiled graph
+    if not agent.compiled:  # a dispatch mode cannot watch a compiled graph
         with HostReads() as counter:
             for _ in range(3):
                 agent.update(batch, next(step))

@@ -119,9 +119,9 @@ class Agent:
         self.image_shape = tuple(obs_dim) if cfg.get("encoder") else None
         features = ENCODERS[cfg.encoder]["mlp_hidden_dims"][-1] if self.image_shape else obs_dim
         # first the actor: the seed's first draws
-        self.actor = self.with_encoder(self.make_actor(features, action_dim)).to(self.device)
+        self.actor = self.encoded(self.make_actor(features, action_dim)).to(self.device)
         if "critic" in self.NETWORKS:
-            self.critic = self.with_encoder(Critic(features, action_dim, tuple(cfg.critic_hidden_dims),
+            self.critic = self.encoded(Critic(features, action_dim, tuple(cfg.critic_hidden_dims),
                                                    cfg.num_q_heads)).to(self.device)
         for name in self.TARGETS:
             setattr(self, f"target_{name}", copy.deepcopy(getattr(self, name)).requires_grad_(False))
@@ -133,19 +133,20 @@ class Agent:
         self.cuda_graphs = compile and self.device.type == "cuda"
         # torch.func.grad where the update is compiled or vmapped (packed seeds); plain autograd otherwise.
         self.grad_transform = compile
-        written = [*tree_leaves(self.state()), self.step]
-        self.apply_update = compile_update(self.update_on_device, self.device, written) if compile \
-            else self.update_on_device
+        self.compiled = compile
+        if compile:  # the compiled program stands in for the method's own, under its name
+            written = [*tree_leaves(self.state()), self.step]
+            self.update_on_device = compile_update(self.update_on_device, self.device, written)
 
     def make_actor(self, obs_dim: int, action_dim: int) -> torch.nn.Module:
         raise NotImplementedError
 
-    def with_encoder(self, module: torch.nn.Module) -> torch.nn.Module:
+    def encoded(self, module: torch.nn.Module) -> torch.nn.Module:
         """For pixel observations, each network (each of a ModuleDict's) behind an encoder of its own."""
         if self.image_shape is None:
             return module
         if isinstance(module, torch.nn.ModuleDict):
-            return torch.nn.ModuleDict({name: self.with_encoder(net) for name, net in module.items()})
+            return torch.nn.ModuleDict({name: self.encoded(net) for name, net in module.items()})
         return Encoded(make_encoder(self.cfg.encoder, self.image_shape), module)
 
     def setup(self) -> None:
@@ -154,7 +155,7 @@ class Agent:
     def params(self) -> Params:
         return {"actor": dict(self.actor.named_parameters()), "critic": dict(self.critic.named_parameters())}
 
-    def encoded(self, module: torch.nn.Module, params: dict | None, obs: torch.Tensor):
+    def encode(self, module: torch.nn.Module, params: dict | None, obs: torch.Tensor):
         """(network, its parameters or None, its input) with pixel observations encoded once: the encoder of an
         ``Encoded`` network applied here, its inner network returned, for callers that use the encoding many
         times (best-of-K candidates, Euler steps). State observations pass through unchanged."""
@@ -192,7 +193,7 @@ class Agent:
         self.step.fill_(step)  # a kernel argument, not a copy: no host synchronisation
         if self.cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()  # the last update's outputs may now be overwritten
-        return self.apply_update(batch, draws)
+        return self.update_on_device(batch, draws)
 
     def gradients(self, batch: Batch, draws: dict, state: dict | None = None):
         """Gradients of total_loss for every trained network, the metrics, and the loss's carry."""

@@ -89,7 +89,7 @@ class FQL(Agent):
     def flow_actions(self, obs: torch.Tensor, noises: torch.Tensor, actor_params=None) -> torch.Tensor:
         """The BC flow's actions: ``flow_steps`` Euler steps of v from t = 0, clipped to [-1, 1]."""
         # pixels: the images encoded once for all steps, as FQL (is_encoded=True)
-        net, params, obs = self.encoded(self.actor["bc_flow"], sub_params(actor_params, "bc_flow"), obs)
+        net, params, obs = self.encode(self.actor["bc_flow"], sub_params(actor_params, "bc_flow"), obs)
         steps, actions = self.cfg.flow_steps, noises
         for i in range(steps):
             t = torch.full((obs.shape[0], 1), i / steps, device=obs.device)

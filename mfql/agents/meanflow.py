@@ -140,9 +140,9 @@ class MeanFlowQL(Agent):
             return x.unsqueeze(0).expand(num, *x.shape).reshape(num * batch, *x.shape[1:])
 
         # pixels: each network's encoder runs once on the B images, not on K copies
-        actor, actor_params, actor_in = self.encoded(self.actor, state["actor"] if state is not None else None, obs_n)
+        actor, actor_params, actor_in = self.encode(self.actor, state["actor"] if state is not None else None, obs_n)
         target = state["target_critic"] if state is not None else dict(self.target_critic.named_parameters())
-        critic, target, critic_in = self.encoded(self.target_critic, target, obs_n)
+        critic, target, critic_in = self.encode(self.target_critic, target, obs_n)
         actions = self.one_step(repeat(actor_in), noises.reshape(num * batch, -1), actor_params, actor)
         actions = actions.clamp(-1.0, 1.0)
         q = functional_call(critic, target, (repeat(critic_in), actions)).reshape(-1, num, batch)

@@ -37,10 +37,12 @@ class PackedUpdate:
         for seed, agent in enumerate(agents):
             bind(agent, tree_map(lambda x, seed=seed: x[seed], self.state))
         # torch.vmap cannot batch the fused list (foreach) ops: one op per tensor instead.
-        update = torch.vmap(partial(self.program.update_on_device, foreach=False), in_dims=(0, 0, 0))
+        # The method's own program (not a compiled one of the program agent's): the packed one compiles whole.
+        update = torch.vmap(partial(type(self.program).update_on_device, self.program, foreach=False),
+                            in_dims=(0, 0, 0))
         device = self.program.device
         self.cuda_graphs = compile and device.type == "cuda"
-        self.apply_update = compile_update(update, device, [*tree_leaves(self.state), self.program.step]) \
+        self.update_on_device = compile_update(update, device, [*tree_leaves(self.state), self.program.step]) \
             if compile else update
 
     def update(self, batches: dict[str, torch.Tensor], step: int, draws: dict[str, torch.Tensor]) -> dict:
@@ -49,7 +51,7 @@ class PackedUpdate:
         self.program.step.fill_(step)
         if self.cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()
-        return self.apply_update(batches, draws, self.state)
+        return self.update_on_device(batches, draws, self.state)
 
     def draws(self, batch_size: int, generators: list[torch.Generator]) -> dict[str, torch.Tensor]:
         per_seed = [agent.draws(batch_size, gen) for agent, gen in zip(self.agents, generators)]
