@@ -24,7 +24,7 @@ from mfql.files import file_sha256, write_json
 from mfql.log import setup_logging
 from mfql.run.devices import configure_cpu
 from mfql.run.envpool import EnvPool, EnvSpec
-from mfql.run.envs import metric_name
+from mfql.run.envs import eval_pool_size, metric_name
 from mfql.run.episodes import run_episodes
 from mfql.run.folder import RUN_FILES
 
@@ -85,6 +85,7 @@ def main(argv: list[str]) -> None:
                               f"(valid: another file name, e.g. final_eval.json)")
     require_int(cfg, "episodes", 1)
     require_int(cfg, "envs", 1)
+    require_int(cfg, "env_memory_mb", 1)
     require_int(cfg, "env_workers", 0)
     require_int(cfg, "seed", 0)
     require_int(cfg, "threads", 1, nullable=True)
@@ -96,7 +97,8 @@ def main(argv: list[str]) -> None:
     minari_dataset = minari_dataset_of(run_cfg.task, data_dir) if run_cfg.suite != "ogbench" else None
     pool = EnvPool(EnvSpec(run_cfg.task, run_cfg.suite, str(data_dir), run_cfg.env_max_steps,
                            run_cfg.get("frame_stack"), run_cfg.get("eval_protocol")),
-                   min(cfg.envs, cfg.episodes), cfg.env_workers, minari_dataset)
+                   eval_pool_size(run_cfg.task, cfg.episodes, cfg.envs, cfg.env_memory_mb), cfg.env_workers,
+                   minari_dataset)
     try:
         scores = run_episodes(agent, pool, run_cfg.suite, cfg.episodes, cfg.seed, minari_dataset, progress=True)
     finally:

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import jsonschema
 import yaml
+from omegaconf import OmegaConf
 
 from mfql.agents import METHODS, baselines, proposed
-from mfql.config import hydra_value, known_tasks, load_task, method_config, train_config
+from mfql.config import CONFIG_DIR, hydra_value, known_tasks, load_task, method_config, train_config
 from mfql.data.datasets import checksums_path
 from mfql.errors import ConfigError
 from mfql.report.sweep import alpha_grid, load_overlay, parse_sweep_variant, sweep_tasks, sweep_variant, swept_option
+from mfql.run.envs import env_mb, eval_pool_size
 
 SETTINGS = ("offline", "o2o")
 TRAIN_RULES = {"offline": "train_offline", "o2o": "finetune_online"}  # the training rule of each setting
@@ -31,6 +33,19 @@ FIGURES = ["curves_offline", "curves_env", "curves_o2o", "aggregates", "claims",
 EFFICIENCY_BENCH = "results/efficiency/bench.json"  # every method's measured cost on the suite's device and model
 TABLES = ["offline", "offline_env", "o2o"]
 
+# A training job's host memory by part, MB, measured on the 2-core CPU machine (docs/performance.md, "Memory").
+# On a GPU the networks, their update and the online rows live in the device's memory, not the host's.
+PROCESS_MB = 700   # the interpreter, torch, MuJoCo and the dataset loader's own environment
+CUDA_MB = 2000     # CUDA's libraries and context in host memory: an allowance, not yet measured on a GPU
+SEED_MB = {("state", "paper"): 270, ("state", "small"): 90,  # per seed on a CPU: networks, Adam, the update's
+           ("pixels", "paper"): 4000, ("pixels", "small"): 300}  # working memory (batch 256)
+SEED_MB_GPU = 100  # per seed on a GPU: the host copies of its weights that resume states and final.pt write
+DATASET_COPIES = {"state": 2, "pixels": 1}  # the arrays as loaded (state: the loader adds next_observations)
+ONLINE_ROW_BYTES = {"state": 650, "pixels": 12_400}  # one online row, at most (humanoidmaze; 64x64x3 frames)
+MEMORY_MARGIN = 1.25  # requested over the sum of the parts
+RUN_DEFAULTS = OmegaConf.load(CONFIG_DIR / "train.yaml")  # a run's options where neither suite nor variant set them
+EVALUATE_DEFAULTS = OmegaConf.load(CONFIG_DIR / "evaluate.yaml")  # the final evaluation's, as the workflow runs it
+
 
 def builtin_variants() -> dict:
     """The paper's method and each baseline as their papers ran them, a variant of the same name in every config;
@@ -40,6 +55,11 @@ def builtin_variants() -> dict:
 
 class PlanError(ConfigError):
     """A bad workflow config value or target; the message is one line for the user."""
+
+
+def with_margin(parts: dict[str, float]) -> int:
+    """A memory request, MB: the parts' sum and the margin, rounded up to 100 MB."""
+    return int(-(-MEMORY_MARGIN * sum(parts.values()) // 100) * 100)
 
 
 def run_dir(setting: str, variant: str, task: str, seed: int) -> str:
@@ -149,10 +169,39 @@ class Plan:
         pixels = 3 if self.tasks[task].get("visual", False) else 1
         return self.suite["runtime"] * (2 if setting == "o2o" else 1) * -(-seeds // 2) * pixels * attempt
 
-    def packed_mem_mb(self, seeds: int) -> int:
-        """Host memory of a packed job: the suite's per-job figure plus mem_mb_per_extra_seed for each further
-        seed (the dataset is loaded once; each seed adds its agent, evaluation environments and logs)."""
-        return self.suite["mem_mb"] + self.suite.get("mem_mb_per_extra_seed", 2000) * (seeds - 1)
+    def job_memory(self, setting: str, variant: str, task: str, seeds: int, dataset_mb: float) -> dict[str, float]:
+        """A training job's host memory by part, MB, before the margin: the process (and CUDA's, on a GPU), the
+        dataset's arrays (``dataset_mb``: ``mfql.data.datasets.dataset_mb``), the environments alive at once
+        (the evaluation pool as the run sizes it, one online environment per seed), each seed's networks and
+        update, and on a CPU each seed's online rows."""
+        args = self.train_args(setting, variant, task)
+        run = {key: args.get(key, RUN_DEFAULTS[key])
+               for key in ("online_steps", "buffer_size", "eval_episodes", "eval_envs", "env_memory_mb")}
+        kind = "pixels" if self.tasks[task].get("visual", False) else "state"
+        gpu = bool(self.suite["gpu"])
+        online = seeds if run["online_steps"] > 0 else 0
+        envs = online + eval_pool_size(task, run["eval_episodes"], run["eval_envs"], run["env_memory_mb"], online)
+        parts = {"process": PROCESS_MB + (CUDA_MB if gpu else 0),
+                 "dataset": DATASET_COPIES[kind] * dataset_mb,
+                 "environments": envs * env_mb(task),
+                 "seeds": seeds * (SEED_MB_GPU if gpu else SEED_MB[kind, self.suite["model"]])}
+        if not gpu and online:
+            rows = min(run["online_steps"], run["buffer_size"])
+            parts["online rows"] = seeds * rows * ONLINE_ROW_BYTES[kind] / 2**20
+        return parts
+
+    def job_mem_mb(self, setting: str, variant: str, task: str, seeds: int, dataset_mb: float | None) -> int:
+        """The host memory a training job asks for: its parts and the margin, once its dataset is there; before
+        (a dry run ahead of the fetch), the suite's ``mem_mb`` (Snakemake asks again when the job is ready)."""
+        if dataset_mb is None:
+            return self.suite["mem_mb"]
+        return with_margin(self.job_memory(setting, variant, task, seeds, dataset_mb))
+
+    def evaluation_mem_mb(self, task: str) -> int:
+        """The host memory a final evaluation (``python -m mfql.evaluate``, its default pool bound) asks for."""
+        envs = eval_pool_size(task, self.suite["eval_episodes_final"], EVALUATE_DEFAULTS["envs"],
+                              EVALUATE_DEFAULTS["env_memory_mb"])
+        return with_margin({"process": PROCESS_MB, "environments": envs * env_mb(task)})
 
     def runs(self, setting: str) -> list[tuple[str, str, int]]:
         return [(v, t, s) for t in self.tasks_of(setting) for v in self.variants_of(t)

@@ -20,6 +20,7 @@ from mfql.log import setup_logging
 from mfql.run import loop
 from mfql.run.devices import check_cpp_compiler, configure_cpu, resolve_device, set_matmul_precision
 from mfql.run.folder import RunFolder, run_key
+from mfql.run.profiling import MemoryLedger
 from mfql.run.trainer import Pools, Run, SharedData, compile_choice
 
 log = logging.getLogger("mfql.train")
@@ -65,15 +66,17 @@ def main(argv: list[str]) -> None:
     set_matmul_precision(cfg.matmul_precision)
     packed = cfg.seeds is not None
     compile = compile_choice(cfg, device)
-    runs = []
+    runs, ledger = [], MemoryLedger()
     try:  # loads and checks the data: may still refuse it
         if not packed:
-            runs.append(Run(cfg, claimed[0].key, data_sha256, device, claimed[0].folder))
+            runs.append(Run(cfg, claimed[0].key, data_sha256, device, claimed[0].folder, ledger=ledger))
         else:
             shared = SharedData.load(cfg, device)
+            ledger.mark("dataset")
             pools = Pools.make([c.cfg for c in claimed], shared.minari_dataset)
-            runs = [Run(c.cfg, c.key, data_sha256, device, c.folder, shared, pools, index, compile_agent=False)
-                    for index, c in enumerate(claimed)]
+            ledger.mark("environments")
+            runs = [Run(c.cfg, c.key, data_sha256, device, c.folder, shared, pools, index, compile_agent=False,
+                        ledger=ledger) for index, c in enumerate(claimed)]
     except BaseException:
         for claim in claimed:
             claim.folder.abandon()

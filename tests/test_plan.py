@@ -8,7 +8,21 @@ import pytest
 import yaml
 
 from mfql.config import known_tasks, load_task
-from mfql.plan import Plan, PlanError, run_dir, task_pattern, validate
+from mfql.plan import (
+    CUDA_MB,
+    DATASET_COPIES,
+    MEMORY_MARGIN,
+    ONLINE_ROW_BYTES,
+    PROCESS_MB,
+    SEED_MB,
+    SEED_MB_GPU,
+    Plan,
+    PlanError,
+    run_dir,
+    task_pattern,
+    validate,
+)
+from mfql.run.envs import ENV_MB
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow/schemas/config.schema.yaml"
@@ -55,7 +69,6 @@ def test_laptop_suite_packs_three_seeds_per_task_and_runs_the_short_budget_varia
                                            "agent.num_candidates": 1}
     args = plan.train_args("offline", "mfql-short_budget", CUBE1)
     assert args["offline_steps"] == 30000 and args["compile"] is True and args["agent.discount"] == 0.99
-    assert plan.packed_mem_mb(3) == plan.suite["mem_mb"] + 2 * 2000
 
 
 def test_laptop_o2o_suite_trains_online_only_one_job_per_seed():
@@ -70,6 +83,55 @@ def test_laptop_o2o_suite_trains_online_only_one_job_per_seed():
     with pytest.raises(PlanError) as info:
         validate(config, SCHEMA)
     assert str(info.value) == "suites.laptop_o2o: trains nothing (valid: an offline: or an o2o: section, or both)"
+
+
+def made_up(gpu: int = 0, model: str = "small", seeds: tuple = (0, 1, 2), args: dict | None = None) -> Plan:
+    """A one-task suite of packed seeds: offline and O2O on cube-single task 2, its options ``args``."""
+    part = {"tasks": [CUBE2], "seeds": list(seeds), "seeds_per_job": len(seeds), "args": args or {}}
+    suite = {"data_source": "regenerate", "model": model, "gpu": gpu, "threads": 1, "runtime": 10, "mem_mb": 777,
+             "eval_episodes_final": 20, "offline": part, "o2o": part,
+             "toy": {"steps": 1, "batch_size": 1, "samples": 1}}
+    return plan_of("made_up", suites={"made_up": suite})
+
+
+def test_memory_request_adds_the_measured_parts_and_the_margin():
+    # CPU, small model, 3 packed seeds, 20 episodes within 400 MB: 2 cube environments alive at once
+    plan = made_up(args={"eval_episodes": 20, "env_memory_mb": 400})
+    parts = plan.job_memory("offline", "mfql", CUBE2, 3, dataset_mb=100.0)
+    assert parts == {"process": PROCESS_MB, "dataset": DATASET_COPIES["state"] * 100.0,
+                     "environments": 2 * ENV_MB["manipulation"], "seeds": 3 * SEED_MB["state", "small"]}
+    request = plan.job_mem_mb("offline", "mfql", CUBE2, 3, 100.0)
+    needed = MEMORY_MARGIN * sum(parts.values())
+    assert request % 100 == 0 and needed <= request < needed + 100
+    # each part moves the request: a bigger dataset, more seeds, more environments alive
+    assert plan.job_mem_mb("offline", "mfql", CUBE2, 3, 1100.0) >= request + MEMORY_MARGIN * 2000 - 100
+    assert plan.job_mem_mb("offline", "mfql", CUBE2, 6, 100.0) > request
+    roomy = made_up(args={"eval_episodes": 20, "env_memory_mb": 4000})
+    assert roomy.job_memory("offline", "mfql", CUBE2, 3, 100.0)["environments"] == 20 * ENV_MB["manipulation"]
+    # before the dataset is there (a dry run ahead of the fetch): the suite's own figure
+    assert plan.job_mem_mb("offline", "mfql", CUBE2, 3, None) == 777
+
+
+def test_memory_request_counts_online_environments_and_rows_on_a_cpu_only():
+    args = {"eval_episodes": 20, "env_memory_mb": 540, "online_steps": 20000}
+    cpu = made_up(args=args).job_memory("o2o", "mfql", CUBE2, 3, 100.0)
+    # 3 online environments, and 540 MB hold 3 environments in all: the evaluation pool keeps its one
+    assert cpu["environments"] == (3 + 1) * ENV_MB["manipulation"]
+    assert cpu["online rows"] == pytest.approx(3 * 20000 * ONLINE_ROW_BYTES["state"] / 2**20)
+    offline = made_up(args={"eval_episodes": 20, "env_memory_mb": 540}).job_memory("offline", "mfql", CUBE2, 3, 100.0)
+    assert "online rows" not in offline and offline["environments"] == 3 * ENV_MB["manipulation"]
+    gpu = made_up(gpu=1, model="paper", args=args).job_memory("o2o", "mfql", CUBE2, 3, 100.0)
+    assert gpu["process"] == PROCESS_MB + CUDA_MB and gpu["seeds"] == 3 * SEED_MB_GPU and "online rows" not in gpu
+
+
+def test_memory_request_of_a_pixel_task_counts_its_frames_once():
+    plan = plan_of("paper")
+    visual = next(t for t in sorted(TASKS) if TASKS[t].get("visual", False))
+    seeds = len(plan.seeds_of("offline", visual))
+    parts = plan.job_memory("offline", "mfql", visual, seeds, dataset_mb=12_000.0)
+    assert parts["dataset"] == 12_000.0 and DATASET_COPIES["pixels"] == 1
+    assert parts["environments"] == (2000 // ENV_MB["pixels"]) * ENV_MB["pixels"]  # the default budget
+    assert plan.evaluation_mem_mb(visual) >= MEMORY_MARGIN * (PROCESS_MB + parts["environments"])
 
 
 def test_job_runtime_scales_with_setting_pack_pixels_and_attempt():

@@ -11,8 +11,10 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from mfql.config import known_tasks
-from mfql.plan import builtin_variants
+from mfql.config import known_tasks, load_task
+from mfql.data.datasets import dataset_mb
+from mfql.fetch import record_checksums
+from mfql.plan import TRAIN_RULES, Plan, builtin_variants
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow  # Snakemake, SLURM or DVC end to end: minutes
@@ -21,6 +23,7 @@ CI_CONFIG = ROOT / "tests" / "workflow" / "config.yaml"
 SWEEP_USER = ROOT / "tests" / "workflow" / "sweep_user.yaml"
 SUITES = ", ".join(OmegaConf.load(ROOT / "config" / "config.yaml").suites)
 BUILTIN = ", ".join(builtin_variants())  # the paper's method and its baselines, a variant each
+TRAIN_SETTINGS = {rule: setting for setting, rule in TRAIN_RULES.items()}
 
 
 def snakemake(*args, cwd=ROOT, check=True, timeout=1800):
@@ -148,6 +151,32 @@ def test_bad_value_in_a_user_suite_names_the_key(tmp_path):
     proc = snakemake("-n", "--configfile", str(bad), check=False)
     assert proc.returncode != 0
     assert "suites.ci.model: 'huge' is not one of ['paper', 'small']" in proc.stdout + proc.stderr
+
+
+def test_training_jobs_ask_the_planned_memory_once_their_dataset_is_there(ogbench_dir, tmp_path):
+    """Before the dataset is fetched a training job asks the suite's mem_mb; once it is there (Snakemake asks
+    again when a job is ready), the planner's formula over the dataset's size."""
+    args = ("-n", "--directory", str(tmp_path), "--configfile", str(CI_CONFIG))
+    before = job_resources(snakemake(*args).stdout)
+    assert before and set(before.values()) == {2000}
+    shutil.copytree(ogbench_dir, tmp_path / "resources" / "ogbench")
+    record = record_checksums("cube-single-play-v0", tmp_path / "resources")
+    after = job_resources(snakemake(*args).stdout)
+    plan = Plan(OmegaConf.to_container(OmegaConf.load(CI_CONFIG)), {t: load_task(t) for t in known_tasks()})
+    assert after == {(rule, variant, task): plan.job_mem_mb(TRAIN_SETTINGS[rule], variant, task, 1, dataset_mb(record))
+                     for rule, variant, task in before}
+    assert len(set(after.values())) >= 2 and all(mem < 2000 for mem in after.values())  # O2O holds one more env
+
+
+def job_resources(output: str) -> dict:
+    """{(training rule, variant, task): mem_mb} of a dry run's training jobs."""
+    jobs = {}
+    for block in output.split("\nrule ")[1:]:
+        rule = block.split(":", 1)[0]
+        if rule in TRAIN_SETTINGS:
+            wildcards = dict(re.findall(r"(\w+)=([^,\s]+)", block.split("wildcards:")[1].splitlines()[0]))
+            jobs[rule, wildcards["variant"], wildcards["task"]] = int(re.search(r"mem_mb=(\d+)", block).group(1))
+    return jobs
 
 
 @pytest.fixture(scope="module")

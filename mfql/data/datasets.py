@@ -45,6 +45,24 @@ def dataset_files(task: str, suite: str, data_dir: str | Path) -> list[Path]:
     return sorted(root.glob("*")) if root.is_dir() else [root]
 
 
+def dataset_mb(record: str | Path) -> float | None:
+    """The arrays of a fetched or rebuilt dataset, MB, from the files its checksum record lists (``record``:
+    <data_dir>/checksums/<name>.json): an .npz's arrays uncompressed, any other file's size. None while the
+    record is not there (the dataset not yet fetched)."""
+    record = Path(record)
+    if not record.is_file():
+        return None
+    data_dir, total = record.parent.parent, 0
+    for rel in json.loads(record.read_text()):
+        path = data_dir / rel
+        if path.suffix == ".npz":
+            with zipfile.ZipFile(path) as archive:
+                total += sum(member.file_size for member in archive.infolist())
+        else:
+            total += path.stat().st_size
+    return total / 2**20
+
+
 def missing_data_message(task: str, suite: str, data_dir: str | Path) -> str:
     if suite == "ogbench":
         name = ogbench_dataset_name(task)

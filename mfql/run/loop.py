@@ -64,6 +64,8 @@ def train(runs: list[Run], statuses: list[str], packed: bool, compile: bool = Fa
             info = update.update(sample_packed(buffers, batch_size, generators), step,
                                  update.draws(batch_size, generators))
             infos = [{key: value[seed] for key, value in info.items()} for seed in range(len(runs))]
+        if step == start:
+            lead.ledger.mark("first update")  # compiles, when compiled
         rows = [run.after_update(step, one) for run, one in zip(runs, infos)]
         if rows[0] is not None:
             bar.set_postfix({**{short_name(k): f"{rows[0][k]:.3g}" for k in lead.agent.PROGRESS},
@@ -72,6 +74,7 @@ def train(runs: list[Run], statuses: list[str], packed: bool, compile: bool = Fa
         run.finish()
     if not lead.owns_pools:
         lead.pools.close()
+    log.info(lead.ledger.summary())
 
 
 def short_name(metric: str) -> str:

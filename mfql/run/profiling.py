@@ -107,3 +107,31 @@ def resident_mb() -> float:
 
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_resident_mb() -> float:
+    """This process's peak resident memory so far, MB (Linux reports ru_maxrss in KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class MemoryLedger:
+    """Where a job's resident memory goes: the growth of each stage, MB, in the order marked (a stage marked
+    again adds to its share: each of a packed job's seeds), then the rest and the peak. A training job logs
+    it at its end (docs/performance.md, "Memory")."""
+
+    def __init__(self) -> None:
+        self.last = resident_mb()
+        self.shares = {"process": self.last}  # the interpreter, torch and mfql, before any of the job's work
+
+    def mark(self, stage: str) -> None:
+        now = resident_mb()
+        self.shares[stage] = self.shares.get(stage, 0.0) + now - self.last
+        self.last = now
+
+    def summary(self) -> str:
+        self.mark("the rest")  # evaluations, online rows, logs, the allocator's slack
+        parts = ", ".join(f"{stage} {share:+.0f}" if stage != "process" else f"{stage} {share:.0f}"
+                          for stage, share in self.shares.items())
+        return f"memory (resident MB): {parts}; peak {peak_resident_mb():.0f}"

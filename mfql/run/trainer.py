@@ -32,6 +32,7 @@ from mfql.run.envs import env_family, env_mb, eval_pool_size, metric_name
 from mfql.run.episodes import episode_seed, run_episodes
 from mfql.run.folder import RUN_KEY_FORMAT, RunFolder
 from mfql.run.online import OnlineEpisode
+from mfql.run.profiling import MemoryLedger
 
 log = logging.getLogger("mfql.train")
 PACKAGES = ("torch", "numpy", "gymnasium", "mujoco", "ogbench", "minari", "hydra-core")
@@ -88,12 +89,14 @@ class Pools:
 class Run:
     """One training run. ``folder``: its locked RunFolder (default: an unlocked one, for tests);
     ``shared``/``pools``/``index``: a packed job's data, environments and this seed's place in them (default:
-    its own); ``compile_agent``: compile this run's own update (a packed job compiles its packed update)."""
+    its own); ``compile_agent``: compile this run's own update (a packed job compiles its packed update);
+    ``ledger``: the job's memory ledger, marked after each part this run builds."""
 
     def __init__(self, cfg, key: str, data_sha256: str, device: torch.device, folder: RunFolder | None = None,
                  shared: SharedData | None = None, pools: Pools | None = None, index: int = 0,
-                 compile_agent: bool | None = None):
+                 compile_agent: bool | None = None, ledger: MemoryLedger | None = None):
         self.cfg, self.run_key, self.data_sha256, self.device = cfg, key, data_sha256, device
+        self.ledger = ledger if ledger is not None else MemoryLedger()
         self.folder = folder if folder is not None else RunFolder(cfg.out_dir)
         self.out = self.folder.path
         self.config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
@@ -101,7 +104,10 @@ class Run:
         # Batches, update draws and online action noise come from the run's own generator, so that runs
         # packed in one process (seeds=[...]) draw exactly what each would draw alone.
         self.rng = torch.Generator(device=device).manual_seed(cfg.seed)
-        self.shared = shared if shared is not None else SharedData.load(cfg)
+        if shared is None:
+            shared = SharedData.load(cfg)
+            self.ledger.mark("dataset")
+        self.shared = shared
         dataset = self.shared.arrays
         self.action_dim = dataset["actions"].shape[1]
         if cfg.agent.encoder is not None:  # pixels: frames [H, W, C] stacked on channels, no statistics
@@ -120,8 +126,12 @@ class Run:
                        if cfg.agent.encoder is not None else
                        ReplayBuffer(dataset, cfg.buffer_size, cfg.online_steps, device, self.shared.offline_rows))
         self.buffer.next_actions = "next_actions" in self.agent.BATCH_FIELDS
+        self.ledger.mark("agents and buffers")
         self.owns_pools = pools is None
-        self.pools = pools if pools is not None else Pools.make([cfg], self.shared.minari_dataset)
+        if pools is None:
+            pools = Pools.make([cfg], self.shared.minari_dataset)
+            self.ledger.mark("environments")
+        self.pools = pools
         self.online = OnlineEpisode(cfg, self.agent, self.buffer, self.pools.online, index, self.action_dim, device,
                                     self.rng)
         # The official MeanFlow-QL loop also updates (with actor LR 0) at step 0; FQL's loop starts at 1.

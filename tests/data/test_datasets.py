@@ -1,12 +1,17 @@
+import shutil
+
 import numpy as np
 import pytest
 
 from mfql.data.datasets import (
     apply_d4rl_conventions,
+    checksums_path,
+    dataset_mb,
     load_minari,
     load_ogbench,
     observation_stats,
 )
+from mfql.fetch import record_checksums
 
 
 def test_regenerated_ogbench_layout(ogbench_dir):
@@ -19,6 +24,15 @@ def test_regenerated_ogbench_layout(ogbench_dir):
     assert val["observations"].shape == (101, 28)
     assert np.abs(train["actions"]).max() <= 1.0
     assert not np.allclose(train["observations"][:101], val["observations"])
+
+
+def test_dataset_size_is_its_files_arrays_uncompressed(ogbench_dir, tmp_path):
+    assert dataset_mb(checksums_path(tmp_path, "cube-single-play-v0")) is None  # not there yet
+    shutil.copytree(ogbench_dir, tmp_path / "ogbench")
+    record = record_checksums("cube-single-play-v0", tmp_path)  # as the fetch rule does after datagen
+    arrays = [np.load(tmp_path / "ogbench" / f"cube-single-play-v0{part}.npz") for part in ("", "-val")]
+    nbytes = sum(data[key].nbytes for data in arrays for key in data.files)
+    assert nbytes / 2**20 < dataset_mb(record) < (nbytes + 10 * 256) / 2**20  # an .npy header: at most 256 bytes
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from mfql.config import hydra_value
+from mfql.data.datasets import dataset_mb
 from mfql.plan import EFFICIENCY_BENCH, OVERLAY, RUN_LOG_FILES, TABLES, TRAIN_RULES, Plan, PlanError, run_dir, task_pattern
 from mfql.run.folder import RunFolder
 

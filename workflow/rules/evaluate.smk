@@ -11,6 +11,9 @@ rule evaluate_policy:
     conda:
         "../envs/mfql.yaml"
     threads: SUITE["threads"]
+    resources:
+        mem_mb=lambda wc: PLAN.evaluation_mem_mb(wc.task),
+        cpus_per_task=SUITE["threads"],
     params:
         episodes=SUITE["eval_episodes_final"],
     shell:

@@ -12,6 +12,8 @@
 # (python -m mfql.train seeds=[...], rules <name>_seeds_<seeds>), each into its own
 # results/{setting}/{variant}/{task}/seed<n>/. Packed outputs are update()-flagged: a job rerun for one missing seed
 # keeps the others' final.pt, and mfql.train skips finished seeds, so only the missing one trains.
+# A job's host memory (mem_mb) comes from the planner's measured parts and its dataset's size (Plan.job_memory),
+# evaluated again by Snakemake once the dataset is there.
 for setting, name in TRAIN_RULES.items():
     if PLAN.seeds_per_job(setting) == 1:
 
@@ -32,7 +34,8 @@ for setting, name in TRAIN_RULES.items():
             threads: SUITE["threads"]
             resources:
                 gpu=SUITE["gpu"],
-                mem_mb=SUITE["mem_mb"],
+                mem_mb=lambda wc, input, setting=setting: PLAN.job_mem_mb(setting, wc.variant, wc.task, 1,
+                                                                          dataset_mb(input.dataset)),
                 runtime=lambda wc, attempt, setting=setting: PLAN.job_runtime(setting, 1, attempt, wc.task),
                 cpus_per_task=SUITE["threads"],
             params:
@@ -66,7 +69,8 @@ for setting, name in TRAIN_RULES.items():
                 threads: SUITE["threads"]
                 resources:
                     gpu=SUITE["gpu"],
-                    mem_mb=PLAN.packed_mem_mb(len(pack)),
+                    mem_mb=lambda wc, input, setting=setting, n=len(pack): PLAN.job_mem_mb(
+                        setting, wc.variant, wc.task, n, dataset_mb(input.dataset)),
                     runtime=lambda wc, attempt, setting=setting, n=len(pack): PLAN.job_runtime(setting, n, attempt,
                                                                                       wc.task),
                     cpus_per_task=SUITE["threads"],
