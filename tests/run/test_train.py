@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 from mfql.run.checkpoint import load_state
+from mfql.run.profiling import MemoryLedger
 from tests.conftest import ROOT, TASK, read_csv, run_module
 from tests.conftest import train_args as quick_args
 
@@ -49,6 +51,24 @@ def test_corrected_parity_loops_from_step_one(tmp_path, ogbench_dir):
     assert [int(r["step"]) for r in evals] == [10, 20] and evals[0]["episodes"] == "3"
     assert "parity: corrected" in (out / "config.yaml").read_text()
     assert "evaluation: 2 of 3 episodes at once (env_memory_mb=400, 180 MB per manipulation environment)" in proc.stderr
+    # and the log ends with where its memory went, stage by stage: two cube environments hold over 100 MB
+    ledger = dict(re.findall(r"(\w[\w ]*?) \+?(-?\d+)(?:,|;)", proc.stderr.split("memory (resident MB): ")[1]))
+    assert list(ledger) == ["process", "dataset", "agents and buffers", "environments", "first update", "the rest"]
+    assert int(ledger["environments"]) > 100
+
+
+def test_memory_ledger_gives_each_stage_its_growth():
+    ledger = MemoryLedger()
+    held = np.ones(50 * 2**20 // 8)  # 50 MB, written: resident
+    ledger.mark("array")
+    held = [held, np.ones(25 * 2**20 // 8)]
+    ledger.mark("more")
+    ledger.mark("array")  # a stage marked again adds to its share
+    assert 45 < ledger.shares["array"] < 60 and 20 < ledger.shares["more"] < 35
+    line = ledger.summary()
+    assert line.startswith("memory (resident MB): process ") and ", array +" in line and "; peak " in line
+    assert float(line.rsplit("peak ", 1)[1]) >= sum(ledger.shares.values()) - 1
+    del held
 
 
 @pytest.mark.slow
