@@ -35,12 +35,12 @@ TABLES = ["offline", "offline_env", "o2o"]
 
 # A training job's host memory by part, MB, measured on the 2-core CPU machine (docs/performance.md, "Memory").
 # On a GPU the networks, their update and the online rows live in the device's memory, not the host's.
-PROCESS_MB = 700   # the interpreter, torch, MuJoCo and the dataset loader's own environment
+PROCESS_MB = 800   # the interpreter, torch, MuJoCo and the dataset loader's own environment (661-764 measured)
 CUDA_MB = 2000     # CUDA's libraries and context in host memory: an allowance, not yet measured on a GPU
-SEED_MB = {("state", "paper"): 270, ("state", "small"): 90,  # per seed on a CPU: networks, Adam, the update's
-           ("pixels", "paper"): 4000, ("pixels", "small"): 300}  # working memory (batch 256)
+# per seed on a CPU: networks, Adam and the update's working memory at batch 256 (packed seeds: vmapped)
+SEED_MB = {("state", "paper"): 360, ("state", "small"): 100, ("pixels", "paper"): 1500, ("pixels", "small"): 1300}
 SEED_MB_GPU = 100  # per seed on a GPU: the host copies of its weights that resume states and final.pt write
-DATASET_COPIES = {"state": 2, "pixels": 1}  # the arrays as loaded (state: the loader adds next_observations)
+DATASET_COPIES = {"state": 1.2, "pixels": 1}  # the arrays as loaded, per MB of the files' arrays
 ONLINE_ROW_BYTES = {"state": 650, "pixels": 12_400}  # one online row, at most (humanoidmaze; 64x64x3 frames)
 MEMORY_MARGIN = 1.25  # requested over the sum of the parts
 RUN_DEFAULTS = OmegaConf.load(CONFIG_DIR / "train.yaml")  # a run's options where neither suite nor variant set them
@@ -173,10 +173,10 @@ class Plan:
         """A training job's host memory by part, MB, before the margin: the process (and CUDA's, on a GPU), the
         dataset's arrays (``dataset_mb``: ``mfql.data.datasets.dataset_mb``), the environments alive at once
         (the evaluation pool as the run sizes it, one online environment per seed), each seed's networks and
-        update, and on a CPU each seed's online rows."""
+        update, on a CPU each seed's online rows, and the environment workers' processes."""
         args = self.train_args(setting, variant, task)
         run = {key: args.get(key, RUN_DEFAULTS[key])
-               for key in ("online_steps", "buffer_size", "eval_episodes", "eval_envs", "env_memory_mb")}
+               for key in ("online_steps", "buffer_size", "eval_episodes", "eval_envs", "env_memory_mb", "env_workers")}
         kind = "pixels" if self.tasks[task].get("visual", False) else "state"
         gpu = bool(self.suite["gpu"])
         online = seeds if run["online_steps"] > 0 else 0
@@ -188,6 +188,8 @@ class Plan:
         if not gpu and online:
             rows = min(run["online_steps"], run["buffer_size"])
             parts["online rows"] = seeds * rows * ONLINE_ROW_BYTES[kind] / 2**20
+        if run["env_workers"]:  # processes of their own: each at most what the job's own process holds
+            parts["environment workers"] = run["env_workers"] * PROCESS_MB
         return parts
 
     def job_mem_mb(self, setting: str, variant: str, task: str, seeds: int, dataset_mb: float | None) -> int:

@@ -74,7 +74,6 @@ def main(argv: list[str]) -> None:
             shared = SharedData.load(cfg, device)
             ledger.mark("dataset")
             pools = Pools.make([c.cfg for c in claimed], shared.minari_dataset)
-            ledger.mark("environments")
             runs = [Run(c.cfg, c.key, data_sha256, device, c.folder, shared, pools, index, compile_agent=False,
                         ledger=ledger) for index, c in enumerate(claimed)]
     except BaseException:

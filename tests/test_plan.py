@@ -104,10 +104,13 @@ def test_memory_request_adds_the_measured_parts_and_the_margin():
     needed = MEMORY_MARGIN * sum(parts.values())
     assert request % 100 == 0 and needed <= request < needed + 100
     # each part moves the request: a bigger dataset, more seeds, more environments alive
-    assert plan.job_mem_mb("offline", "mfql", CUBE2, 3, 1100.0) >= request + MEMORY_MARGIN * 2000 - 100
+    bigger = plan.job_mem_mb("offline", "mfql", CUBE2, 3, 1100.0)
+    assert bigger >= request + MEMORY_MARGIN * DATASET_COPIES["state"] * 1000 - 100
     assert plan.job_mem_mb("offline", "mfql", CUBE2, 6, 100.0) > request
     roomy = made_up(args={"eval_episodes": 20, "env_memory_mb": 4000})
     assert roomy.job_memory("offline", "mfql", CUBE2, 3, 100.0)["environments"] == 20 * ENV_MB["manipulation"]
+    workers = made_up(args={"eval_episodes": 20, "env_memory_mb": 400, "env_workers": 2})
+    assert workers.job_memory("offline", "mfql", CUBE2, 3, 100.0) == {**parts, "environment workers": 2 * PROCESS_MB}
     # before the dataset is there (a dry run ahead of the fetch): the suite's own figure
     assert plan.job_mem_mb("offline", "mfql", CUBE2, 3, None) == 777
 

@@ -24,10 +24,21 @@ log "bench (exit $?): $OUT/bench.json, sections: $(python -c 'import json, sys; 
     "$OUT/bench.json" 2>/dev/null)"
 
 data="$OUT/data/ogbench"
+tree_rss_mb() {  # the resident memory of a process and all its descendants, MB (as a job's cgroup counts it)
+    local pids=$1 all=$1
+    while [ -n "$pids" ]; do pids=$(pgrep -d, -P "$pids"); [ -n "$pids" ] && all="$all,$pids"; done
+    ps -o rss= -p "$all" | awk '{s += $1} END {print int(s / 1024)}'
+}
 timeout 20 python -m mfql.datagen dataset=cube-single-play-v0 episodes=2 episode_steps=200 out_dir="$data" seed=0 \
-    > "$OUT/datagen.txt" 2>&1 &&
+    > "$OUT/datagen.txt" 2>&1
 timeout 90 python -m mfql.train task=cube-single-play-singletask-task1-v0 seeds='[0,1,2,3]' \
     out_dir="$OUT/run" data_dir="$(dirname "$data")" device=cuda offline_steps=2500 online_steps=500 \
-    eval_interval=1500 eval_episodes=10 env_workers=4 log_interval=500 > "$OUT/train.txt" 2>&1
-log "train (exit $?): $(tail -1 "$OUT/train.txt")"
+    eval_interval=1500 eval_episodes=10 env_workers=4 log_interval=500 > "$OUT/train.txt" 2>&1 &
+job=$! peak=0
+while kill -0 "$job" 2>/dev/null; do
+    now=$(tree_rss_mb "$job"); [ "${now:-0}" -gt "$peak" ] && peak=$now; sleep 0.5
+done
+wait "$job"
+log "train (exit $?): $(grep -o 'done: .*' "$OUT/train.txt" | tail -1)"
+log "train host memory (4 packed seeds, 4 environment workers): $(grep -o 'memory (resident MB).*' "$OUT/train.txt"); with its workers at most ${peak} MB (sampled every 0.5 s)"
 log "seed0 train.csv header and last row: $(head -1 "$OUT/run/seed0/train.csv" 2>/dev/null) / $(tail -1 "$OUT/run/seed0/train.csv" 2>/dev/null)"

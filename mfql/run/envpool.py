@@ -68,18 +68,30 @@ def _worker(conn, spec: EnvSpec, count: int) -> None:
 
 class EnvPool:
     """``count`` environments of one task. ``reset`` and ``step`` take ``(index, seed or action)`` pairs and
-    return one result per pair, in order."""
+    return one result per pair, in order. Nothing is made before ``open`` or the first reset: a training job
+    makes its environments after its first update, so that compiling it (a C++ compiler's or Triton's
+    processes) does not add its passing memory to theirs."""
 
     def __init__(self, spec: EnvSpec, count: int, workers: int = 0, minari_dataset=None):
         self.spec, self.count, self.workers = spec, count, min(workers, count)
+        self.minari_dataset = minari_dataset
+        self.envs, self.conns, self.procs = None, [], []
+
+    @property
+    def opened(self) -> bool:
+        return self.envs is not None or bool(self.procs)
+
+    def open(self) -> None:
+        """Make the environments here, or start the worker processes that make them; once."""
+        if self.opened:
+            return
         if self.workers == 0:
-            self.envs = [spec.make(minari_dataset) for _ in range(count)]
+            self.envs = [self.spec.make(self.minari_dataset) for _ in range(self.count)]
             return
         context = mp.get_context("spawn")  # no fork of a process that runs torch threads
-        self.conns, self.procs = [], []
         for w in range(self.workers):
             parent, child = context.Pipe()
-            proc = context.Process(target=_worker, args=(child, spec, len(range(w, count, self.workers))),
+            proc = context.Process(target=_worker, args=(child, self.spec, len(range(w, self.count, self.workers))),
                                    daemon=True, name=f"mfql-env-{w}")
             proc.start()
             child.close()
@@ -90,7 +102,7 @@ class EnvPool:
     def of(cls, envs: list) -> EnvPool:
         """An in-process pool of environments already made."""
         pool = cls.__new__(cls)
-        pool.spec, pool.count, pool.workers, pool.envs = None, len(envs), 0, list(envs)
+        pool.spec, pool.count, pool.workers, pool.envs, pool.conns, pool.procs = None, len(envs), 0, list(envs), [], []
         return pool
 
     def __len__(self) -> int:
@@ -102,6 +114,7 @@ class EnvPool:
         return self.spec.task if self.spec is not None and self.spec.protocol == "d4rl" else None
 
     def _call(self, command: str, items: list[tuple[int, object]]) -> list:
+        self.open()
         if self.workers == 0:
             run = reset_env if command == "reset" else step_env
             return [run(self.envs[i], value) for i, value in items]
@@ -137,11 +150,12 @@ class EnvPool:
 
     def env(self, i: int):
         """Environment ``i`` itself (in-process pools only)."""
+        self.open()
         return self.envs[i]
 
     def close(self) -> None:
         if self.workers == 0:
-            for env in self.envs:
+            for env in self.envs or []:
                 env.close()
             return
         for conn, proc in zip(self.conns, self.procs):

@@ -66,6 +66,8 @@ def train(runs: list[Run], statuses: list[str], packed: bool, compile: bool = Fa
             infos = [{key: value[seed] for key, value in info.items()} for seed in range(len(runs))]
         if step == start:
             lead.ledger.mark("first update")  # compiles, when compiled
+            lead.pools.open()  # after the compile (mfql.run.envpool.EnvPool)
+            lead.ledger.mark("environments")
         rows = [run.after_update(step, one) for run, one in zip(runs, infos)]
         if rows[0] is not None:
             bar.set_postfix({**{short_name(k): f"{rows[0][k]:.3g}" for k in lead.agent.PROGRESS},

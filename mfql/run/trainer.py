@@ -80,6 +80,11 @@ class Pools:
         online = EnvPool(spec, online_envs, cfg.env_workers, minari_dataset) if online_envs else None
         return cls(evaluation, online)
 
+    def open(self) -> None:
+        for pool in (self.evaluation, self.online):
+            if pool is not None:
+                pool.open()
+
     def close(self) -> None:
         for pool in (self.evaluation, self.online):
             if pool is not None:
@@ -128,10 +133,7 @@ class Run:
         self.buffer.next_actions = "next_actions" in self.agent.BATCH_FIELDS
         self.ledger.mark("agents and buffers")
         self.owns_pools = pools is None
-        if pools is None:
-            pools = Pools.make([cfg], self.shared.minari_dataset)
-            self.ledger.mark("environments")
-        self.pools = pools
+        self.pools = pools if pools is not None else Pools.make([cfg], self.shared.minari_dataset)
         self.online = OnlineEpisode(cfg, self.agent, self.buffer, self.pools.online, index, self.action_dim, device,
                                     self.rng)
         # The official MeanFlow-QL loop also updates (with actor LR 0) at step 0; FQL's loop starts at 1.

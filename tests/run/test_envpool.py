@@ -28,6 +28,8 @@ def test_worker_processes_step_the_same_episodes_as_this_process():
     here = EnvPool(spec, 3, workers=0)
     workers = EnvPool(spec, 3, workers=2)  # environments 0 and 2 in worker 0, 1 in worker 1
     try:
+        assert not workers.procs and here.envs is None  # nothing made before the first use
+        workers.open()
         pids = [proc.pid for proc in workers.procs]
         assert len(pids) == 2 and os.getpid() not in pids and all(proc.is_alive() for proc in workers.procs)
         a, b = play(here, seeds, 20), play(workers, seeds, 20)

@@ -1,6 +1,7 @@
 """python -m mfql.train / mfql.evaluate end to end, on regenerated OGBench data and a Minari dataset."""
 
 import json
+import mmap
 import os
 import re
 import signal
@@ -53,15 +54,22 @@ def test_corrected_parity_loops_from_step_one(tmp_path, ogbench_dir):
     assert "evaluation: 2 of 3 episodes at once (env_memory_mb=400, 180 MB per manipulation environment)" in proc.stderr
     # and the log ends with where its memory went, stage by stage: two cube environments hold over 100 MB
     ledger = dict(re.findall(r"(\w[\w ]*?) \+?(-?\d+)(?:,|;)", proc.stderr.split("memory (resident MB): ")[1]))
-    assert list(ledger) == ["process", "dataset", "agents and buffers", "environments", "first update", "the rest"]
+    assert list(ledger) == ["process", "dataset", "agents and buffers", "first update", "environments", "the rest"]
     assert int(ledger["environments"]) > 100
+
+
+def resident_pages(mb: int) -> mmap.mmap:
+    """``mb`` MB of fresh pages, written: resident (a heap allocation could reuse pages already resident)."""
+    pages = mmap.mmap(-1, mb * 2**20)
+    np.frombuffer(pages, dtype=np.uint8)[:] = 1
+    return pages
 
 
 def test_memory_ledger_gives_each_stage_its_growth():
     ledger = MemoryLedger()
-    held = np.ones(50 * 2**20 // 8)  # 50 MB, written: resident
+    held = [resident_pages(50)]
     ledger.mark("array")
-    held = [held, np.ones(25 * 2**20 // 8)]
+    held.append(resident_pages(25))
     ledger.mark("more")
     ledger.mark("array")  # a stage marked again adds to its share
     assert 45 < ledger.shares["array"] < 60 and 20 < ledger.shares["more"] < 35
