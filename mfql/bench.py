@@ -38,7 +38,16 @@ from mfql.config import CONFIG_DIR, check_device, check_out_file, compose, known
 from mfql.errors import ConfigError
 from mfql.files import write_json
 from mfql.run.devices import check_cpp_compiler, configure_cpu, device_name, resolve_device
-from mfql.run.profiling import HostReads, compiled_cpu_kernels, kernels, resident_mb, side_by_side, sync, timed
+from mfql.run.profiling import (
+    HostReads,
+    compiled_cpu_kernels,
+    kernels,
+    peak_resident_mb,
+    resident_mb,
+    side_by_side,
+    sync,
+    timed,
+)
 
 OBS_DIM, ACTION_DIM = 28, 5
 SECTIONS = ("paper", "small", "efficiency", "pixels", "evaluation", "packed")  # sections=[...] runs these only
@@ -254,12 +263,10 @@ def efficiency_rows(section: dict) -> list[dict]:
 def _in_child(cpu: tuple, fn, args: tuple, kwargs: dict):
     """``fn``'s result, and for a dict result the child's peak resident memory (``peak_rss_mb``: the host
     memory one configuration needs, the interpreter and torch included, as a job's request must cover)."""
-    import resource
-
     configure_cpu(*cpu)
     result = fn(*args, **kwargs)
     if isinstance(result, dict):
-        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+        result["peak_rss_mb"] = peak_resident_mb()
     return result
 
 
@@ -276,7 +283,9 @@ def isolated(cpu: tuple, fn, *args, **kwargs):
 
 
 def bench_packed(model: str, device: torch.device, updates: int, sizes: list[int], compile: bool) -> dict:
-    """Aggregate updates/s of S seeds packed in one process (``PackedUpdate``), per S."""
+    """Aggregate updates/s of S seeds packed in one process (``PackedUpdate``), per S, and the process's peak
+    memory after each S (run in a fresh process: ``isolated``; S ascending, so each peak is that S's own:
+    memory grows with S)."""
     from mfql.agents.packed import PackedUpdate
 
     def packed_update(size: int, floor: bool = False) -> Callable:
@@ -293,8 +302,9 @@ def bench_packed(model: str, device: torch.device, updates: int, sizes: list[int
         out["dispatch"] = dispatch_share(packed_update(1), packed_update(1, floor=True), max(2, updates // 10),
                                          device)
     single = None
-    for size in sizes:
+    for size in sorted(sizes):
         per_update = timed(packed_update(size), updates, device)
+        out[f"S{size}_peak_rss_mb"] = peak_resident_mb()
         out[f"S{size}_aggregate_updates_per_s"] = size / per_update
         single = single or size / per_update
         out[f"S{size}_gain"] = size / per_update / single
@@ -470,8 +480,8 @@ def main(argv: list[str]) -> None:
         "evaluation": lambda: bench_evaluation(cfg.eval_model, device, cfg.eval_episodes, cfg.eval_env_steps,
                                                [c for c in cfg.eval_env_counts if c <= cfg.eval_episodes],
                                                list(cfg.eval_env_workers)),
-        "packed": lambda: {model: bench_packed(model, device, max(2, cfg.updates // 2) if model == "paper"
-                                               else cfg.updates * 2, sizes, packed_compile)
+        "packed": lambda: {model: isolated(cpu, bench_packed, model, device, max(2, cfg.updates // 2)
+                                           if model == "paper" else cfg.updates * 2, sizes, packed_compile)
                            for model in cfg.packed_models},
     }
     if cfg.sections is not None:

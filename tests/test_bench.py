@@ -14,6 +14,7 @@ from mfql.bench import (
     amdahl_gain,
     bench_efficiency,
     bench_evaluation,
+    bench_packed,
     efficiency_rows,
     isolated,
     make_bench_agent,
@@ -127,3 +128,11 @@ def test_the_evaluation_section_times_each_number_of_environments_alive():
     assert out["mb_per_env"] > 10  # a cube environment's compiled MuJoCo model alone is tens of MB
     assert out["lockstep_episodes_per_s"] == out["by_envs"][3]["episodes_per_s"]
     assert out["sequential_episodes_per_s"] == out["by_envs"][1]["episodes_per_s"]
+
+
+@pytest.mark.slow
+def test_the_packed_section_reports_each_number_of_seeds_peak_memory():
+    out = isolated((1, True), bench_packed, "small", torch.device("cpu"), 2, [2, 1], False)
+    assert out["S1_aggregate_updates_per_s"] > 0 and out["S2_gain"] > 0
+    # ascending S in a fresh process: each peak is the interpreter, torch and that many agents' update
+    assert 100 < out["S1_peak_rss_mb"] <= out["S2_peak_rss_mb"] <= out["peak_rss_mb"]
