@@ -3,7 +3,10 @@ every test that trains uses (quick options, training runs, kill-and-resume)."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import importlib
+import io
 import os
 import random
 import signal
@@ -19,7 +22,7 @@ from omegaconf import OmegaConf
 
 import tests.methods  # noqa: F401  (registers the methods that exist only for the tests, tests/methods/)
 from mfql.agents import make_agent as make_method_agent
-from mfql.config import compose
+from mfql.config import compose, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 TASK = "cube-single-play-singletask-task1-v0"
@@ -61,6 +64,20 @@ def run_module(module: str, *args: str, cwd=None, check=True, timeout=600, env=N
     if check and proc.returncode != 0:
         raise AssertionError(f"{module} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc
+
+
+def run_command(module: str, *args: str) -> subprocess.CompletedProcess:
+    """``python -m <module> *args`` as its ``__main__`` runs it (``run_cli``), but in this process: exit code,
+    stdout and stderr without an interpreter's start and imports (about 2 s each). Only for what stops before
+    any work is done (``--help``, a refused environment variable): a run would change this process's state."""
+    main = importlib.import_module(module).main
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            run_cli(main, module.rsplit(".", 1)[1], list(args))
+        except SystemExit as exc:
+            code = exc.code
+    return subprocess.CompletedProcess([module, *args], code, out.getvalue(), err.getvalue())
 
 
 def train_args(out, data_dir, *extra, task=TASK, quick=QUICK) -> list[str]:

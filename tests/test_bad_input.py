@@ -9,7 +9,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from tests.conftest import QUICK, TASK, run_module, train_args
+from tests.conftest import QUICK, TASK, run_command, run_module, train_args
 
 TINY = [*QUICK, "env_max_steps=5", "log_interval=5", "offline_steps=5", "eval_interval=5"]
 
@@ -204,28 +204,29 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(module, args, needle, 
     ("SLURM_CPUS_PER_TASK", "four", "environment variable SLURM_CPUS_PER_TASK='four' is not valid (valid: an "
                                     "integer >= 1;"),
 ])
-def test_a_malformed_environment_variable_is_named_in_one_line(finished, name, value, needle):
-    import os
-
-    run, data = finished
+def test_a_malformed_environment_variable_is_named_in_one_line(name, value, needle, ogbench_dir, tmp_path,
+                                                              monkeypatch):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "kept.txt").write_text("a file of the folder the command was pointed at")
     before = snapshot(run)
-    proc = run_module("mfql.train", *train_args(run, data, quick=TINY), check=False, timeout=120,
-                      env={**os.environ, name: value})
+    monkeypatch.setenv(name, value)
+    proc = run_command("mfql.train", *train_args(run, ogbench_dir.parent, quick=TINY))
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"error: {needle}"), proc.stderr
-    assert snapshot(run) == before
+    assert snapshot(run) == before and proc.stdout == ""
 
 
 def test_train_help_lists_every_range():
     from mfql.ranges import TRAIN_RANGES
 
-    text = run_module("mfql.train", "--help").stdout
+    text = run_command("mfql.train", "--help").stdout
     assert all(f"  {key} " in text for key in TRAIN_RANGES)
 
 
 @pytest.mark.parametrize("module", ["mfql.train", "mfql.evaluate", "mfql.datagen", "mfql.toy", "mfql.fetch",
                                     "mfql.bench"])
 def test_every_command_has_help(module):
-    proc = run_module(module, "--help")
-    assert f"python -m {module}" in proc.stdout and "Options (key=value)" in proc.stdout
+    proc = run_command(module, "--help")
+    assert proc.returncode == 0 and f"python -m {module}" in proc.stdout and "Options (key=value)" in proc.stdout
     assert proc.stderr == ""
