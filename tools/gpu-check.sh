@@ -29,8 +29,11 @@ tree_rss_mb() {  # the resident memory of a process and all its descendants, MB 
     while [ -n "$pids" ]; do pids=$(pgrep -d, -P "$pids"); [ -n "$pids" ] && all="$all,$pids"; done
     ps -o rss= -p "$all" | awk '{s += $1} END {print int(s / 1024)}'
 }
-timeout 20 python -m mfql.datagen dataset=cube-single-play-v0 episodes=2 episode_steps=200 out_dir="$data" seed=0 \
-    > "$OUT/datagen.txt" 2>&1
+if ! timeout 20 python -m mfql.datagen dataset=cube-single-play-v0 episodes=2 episode_steps=200 out_dir="$data" \
+        seed=0 > "$OUT/datagen.txt" 2>&1; then
+    log "datagen failed, no training run: $(tail -1 "$OUT/datagen.txt")"
+    exit 1
+fi
 timeout 90 python -m mfql.train task=cube-single-play-singletask-task1-v0 seeds='[0,1,2,3]' \
     out_dir="$OUT/run" data_dir="$(dirname "$data")" device=cuda offline_steps=2500 online_steps=500 \
     eval_interval=1500 eval_episodes=10 env_workers=4 log_interval=500 > "$OUT/train.txt" 2>&1 &
