@@ -23,6 +23,7 @@ from omegaconf import OmegaConf
 import tests.methods  # noqa: F401  (registers the methods that exist only for the tests, tests/methods/)
 from mfql.agents import make_agent as make_method_agent
 from mfql.config import compose, run_cli
+from tests.commands import run_forked
 
 ROOT = Path(__file__).resolve().parent.parent
 TASK = "cube-single-play-singletask-task1-v0"
@@ -59,8 +60,13 @@ def random_batch(n=32, obs_dim=6, action_dim=3, seed=0):
 
 
 def run_module(module: str, *args: str, cwd=None, check=True, timeout=600, env=None):
-    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=cwd or ROOT, capture_output=True,
-                          text=True, timeout=timeout, env=env)
+    """``python -m module *args``, forked from a process that has imported mfql already (tests/commands.py);
+    with ``env`` (its whole environment) a new interpreter, as a method plugin registers itself on import."""
+    if env is None:
+        proc = run_forked(module, list(args), cwd or ROOT, timeout)
+    else:
+        proc = subprocess.run([sys.executable, "-m", module, *args], cwd=cwd or ROOT, capture_output=True,
+                              text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"{module} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc
