@@ -215,10 +215,13 @@ class Plan:
 
     def train_args(self, setting: str, variant: str, task: str) -> dict:
         """The `python -m mfql.train` options of a run: the suite's args for the setting, the variant's method
-        and options, and with alpha_source: swept the sweep's α for a task whose α is unpublished (offline, a
-        method the sweep tuned, unless the variant sets that option itself)."""
+        and options (each in key order), and with alpha_source: swept the sweep's α for a task whose α is
+        unpublished (offline, a method the sweep tuned, unless the variant sets that option itself)."""
         method, options = self.variant_options(variant)
-        args = {**self.suite_args(setting, method), "method": method, **options}
+        # each layer in key order: the command (and so Snakemake's params trigger) depends on what the suite
+        # sets, not on the order its YAML lists it in
+        args = {**dict(sorted(self.suite_args(setting, method).items())), "method": method,
+                **dict(sorted(options.items()))}
         picked = self.swept_alpha.get(method, {}).get(task) if setting == "offline" else None
         if picked is not None and f"agent.{swept_option(method)}" not in options:
             args[f"agent.{swept_option(method)}"] = picked["alpha"]

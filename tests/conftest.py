@@ -11,7 +11,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -24,11 +23,14 @@ import tests.methods  # noqa: F401  (registers the methods that exist only for t
 from mfql.agents import make_agent as make_method_agent
 from mfql.config import compose, run_cli
 from tests.commands import run_forked
+from tests.commands import start as start_command
 
 ROOT = Path(__file__).resolve().parent.parent
 TASK = "cube-single-play-singletask-task1-v0"
 # A subprocess that may train a test-only method: it registers them too (its working directory is the root).
 TEST_METHODS = {"MFQL_METHODS": "tests.methods"}
+# The reduced quick suite of the workflow tests (same shape as `quick`, minutes of CPU).
+CI_CONFIG = ROOT / "tests" / "workflow" / "config.yaml"
 # A training run small enough for a test: the small model, 10-step episodes, one evaluation episode, CPU.
 QUICK = ["model=small", "env_max_steps=10", "eval_episodes=1", "log_interval=10", "device=cpu"]
 
@@ -60,13 +62,9 @@ def random_batch(n=32, obs_dim=6, action_dim=3, seed=0):
 
 
 def run_module(module: str, *args: str, cwd=None, check=True, timeout=600, env=None):
-    """``python -m module *args``, forked from a process that has imported mfql already (tests/commands.py);
-    with ``env`` (its whole environment) a new interpreter, as a method plugin registers itself on import."""
-    if env is None:
-        proc = run_forked(module, list(args), cwd or ROOT, timeout)
-    else:
-        proc = subprocess.run([sys.executable, "-m", module, *args], cwd=cwd or ROOT, capture_output=True,
-                              text=True, timeout=timeout, env=env)
+    """``python -m module *args`` (``env``: its whole environment), forked from a process that has imported
+    mfql already (tests/commands.py)."""
+    proc = run_forked(module, list(args), cwd or ROOT, timeout, env)
     if check and proc.returncode != 0:
         raise AssertionError(f"{module} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc
@@ -96,13 +94,31 @@ def train(out, data_dir, *extra, check=True, env=None, **kw):
     return run_module("mfql.train", *train_args(out, data_dir, *extra, **kw), check=check, env=env)
 
 
-def kill_and_resume(args: list[str], out: Path, random_kills: int, seed: int, delays=(2.0, 8.0),
+def kill_and_resume(args: list[str], out: Path, random_kills: int, seed: int, delays=(0.5, 6.0),
                     resume_dir: Path | None = None, env=None):
     """Run ``python -m mfql.train *args`` (its out_dir ``out``), SIGKILL it while a resume state is written and
-    at seeded random moments (``kill_repeatedly``), then run it to the end."""
-    cmd = [sys.executable, "-m", "mfql.train", *args]
-    kill_repeatedly(cmd, resume_dir or out / "_resume", random_kills=random_kills, seed=seed, delays=delays, env=env)
+    at seeded random moments (``kill_repeatedly``; ``delays``: seconds after its start, which takes no imports
+    here), then run it to the end."""
+    kill_repeatedly(args, resume_dir or out / "_resume", random_kills=random_kills, seed=seed, delays=delays, env=env)
     return run_module("mfql.train", *args, env=env)
+
+
+def snakemake(*args, cwd=ROOT, check=True, timeout=1800):
+    proc = subprocess.run(["snakemake", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def quick_run(tmp_path_factory) -> Path:
+    """The reduced quick suite (CI_CONFIG) end to end and its HTML report, in a scratch working directory.
+    Tests that rerun parts of it use it in place (tests/test_workflow.py); others copy it."""
+    work = tmp_path_factory.mktemp("pipeline")
+    common = ("--snakefile", str(ROOT / "Snakefile"), "--directory", str(work), "--configfile", str(CI_CONFIG))
+    snakemake(*common, "--cores", "2")
+    snakemake(*common, "--report", str(work / "results" / "report.html"))
+    return work
 
 
 @pytest.fixture(scope="session")
@@ -215,11 +231,11 @@ def read_csv(path):
         return list(csv.DictReader(handle))
 
 
-def kill_repeatedly(cmd, resume_dir, random_kills, seed, delays, env=None):
-    """SIGKILL ``cmd`` twice while a resume state in ``resume_dir`` is being written (atomic_write's temporary
-    exists), then ``random_kills`` times at seeded random moments, each time starting it again."""
-    start = lambda: subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,  # noqa: E731
-                                     env=env)
+def kill_repeatedly(args, resume_dir, random_kills, seed, delays, env=None):
+    """SIGKILL ``python -m mfql.train *args`` twice while a resume state in ``resume_dir`` is being written
+    (atomic_write's temporary exists), then ``random_kills`` times at seeded random moments, each time starting
+    it again."""
+    start = lambda: start_command("mfql.train", args, ROOT, env)  # noqa: E731
 
     def writing_checkpoint():
         return resume_dir.is_dir() and any(p.name.startswith(".state.pt.") for p in resume_dir.iterdir())

@@ -11,8 +11,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from mfql.report.figures import O2O_TITLE, SWITCH_LABEL, facet_grid, o2o_switch
-from tests.conftest import ROOT
-from tests.test_workflow import snakemake
+from tests.conftest import ROOT, snakemake
 
 pytestmark = pytest.mark.slow  # Snakemake, SLURM or DVC end to end: minutes
 
@@ -20,9 +19,11 @@ pytestmark = pytest.mark.slow  # Snakemake, SLURM or DVC end to end: minutes
 TINY = {"offline_steps": 40, "eval_interval": 20, "eval_episodes": 2, "log_interval": 20, "env_max_steps": 20}
 
 
-def run_tiny(tmp_path, name: str, phases: dict, seeds: list[int] | None = None) -> tuple[dict, Path]:
+def run_tiny(tmp_path, name: str, phases: dict, seeds: list[int] | None = None,
+             tasks: int | None = None) -> tuple[dict, Path]:
     """Run suite ``name`` through Snakemake with its phases' options updated by ``phases`` (setting -> options),
-    3 regenerated episodes, 2 final evaluation episodes and ``seeds`` if given; (the suite as configured, the
+    3 regenerated episodes, 2 final evaluation episodes, ``seeds`` if given and its first ``tasks`` tasks if
+    given (a task is data to the pipeline: the same jobs, each compiled anew); (the suite as configured, the
     working folder)."""
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     suite = config["suites"][name]
@@ -31,6 +32,7 @@ def run_tiny(tmp_path, name: str, phases: dict, seeds: list[int] | None = None) 
     for setting, options in phases.items():
         tiny[setting]["args"] = {**suite[setting]["args"], **options}
         tiny[setting]["seeds"] = seeds or suite[setting]["seeds"]
+        tiny[setting]["tasks"] = suite[setting]["tasks"][:tasks]
     tiny["eval_episodes_final"] = 2
     tiny["toy"] = {"steps": 100, "batch_size": 64, "samples": 100}
     config.update(suite=f"{name}_ci", suites={f"{name}_ci": tiny}, bootstrap={"reps": 200, "seed": 0})
@@ -43,9 +45,10 @@ def run_tiny(tmp_path, name: str, phases: dict, seeds: list[int] | None = None) 
 
 
 def test_laptop_suite_configuration_runs_end_to_end_at_tiny_budgets(tmp_path):
-    laptop, work = run_tiny(tmp_path, "laptop", {"offline": TINY})
+    laptop, work = run_tiny(tmp_path, "laptop", {"offline": TINY}, tasks=1)
     results = work / "results"
-    variants, tasks, seeds = laptop["variants"], laptop["offline"]["tasks"], laptop["offline"]["seeds"]
+    variants, tasks, seeds = laptop["variants"], laptop["offline"]["tasks"][:1], laptop["offline"]["seeds"]
+    assert len(laptop["offline"]["tasks"]) == 2  # the suite's second task: the same jobs on other data
     for variant in variants:
         for task in tasks:
             for seed in seeds:
@@ -60,7 +63,7 @@ def test_laptop_suite_configuration_runs_end_to_end_at_tiny_budgets(tmp_path):
     assert mfql.agent.alpha == 60 and mfql.agent.num_candidates == 1
     assert len(list((work / "logs").glob("train_offline/*/*/seeds*.log"))) == len(variants) * len(tasks)  # packed
     offline = pd.read_csv(results / "tables" / "offline.csv")
-    assert set(offline.variant) == set(variants) and set(offline.n) == {len(seeds)}
+    assert set(offline.variant) == set(variants) and set(offline.n) == {len(seeds)} and set(offline.task) == set(tasks)
     for ext in ("png", "pdf"):
         assert (results / "figures" / f"curves_offline.{ext}").stat().st_size > 1000
 

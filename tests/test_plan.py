@@ -147,12 +147,22 @@ def test_job_runtime_scales_with_setting_pack_pixels_and_attempt():
     assert plan.job_runtime("offline", 1, 2, CUBE1) == 2 * base
 
 
-def test_options_are_the_suite_args_then_the_variant_then_what_the_pipeline_sets():
+def test_options_are_the_suite_args_then_the_variant_then_what_the_pipeline_sets_each_in_key_order():
     plan = plan_of("quick")
     options = plan.train_options("offline", "mfql-K1", CUBE1)
-    assert options[:5] == ["offline_steps=1000", "eval_interval=500", "eval_episodes=10", "log_interval=250",
+    assert options[:5] == ["eval_episodes=10", "eval_interval=500", "log_interval=250", "offline_steps=1000",
                            "method=mfql"]
     assert options[5:] == ["agent.num_candidates=1", "model=small", "device=cpu"]
+    # the order a suite lists its args in changes no command (Snakemake would rerun the job: params changed)
+    config = copy.deepcopy(CONFIG)
+    for part in ("offline", "o2o"):
+        args = config["suites"]["quick"][part]["args"]
+        config["suites"]["quick"][part]["args"] = dict(reversed(list(args.items())))
+    reordered = Plan({**config, "suite": "quick"}, TASKS)
+    assert list(reordered.suite["offline"]["args"]) != list(plan.suite["offline"]["args"])
+    for setting, runs in (("offline", plan.runs("offline")), ("o2o", plan.runs("o2o"))):
+        for variant, task, _ in runs:
+            assert reordered.train_options(setting, variant, task) == plan.train_options(setting, variant, task)
     assert plan_of("quick", overwrite=True).train_options("offline", "fql", CUBE1)[-1] == "overwrite=true"
     assert run_dir("o2o", "fql", CUBE2, 3) == f"results/o2o/fql/{CUBE2}/seed3"
 

@@ -15,22 +15,14 @@ from mfql.config import known_tasks, load_task
 from mfql.data.datasets import dataset_mb
 from mfql.fetch import record_checksums
 from mfql.plan import TRAIN_RULES, Plan, builtin_variants
-from tests.conftest import ROOT
+from tests.conftest import CI_CONFIG, ROOT, snakemake
 
 pytestmark = pytest.mark.slow  # Snakemake, SLURM or DVC end to end: minutes
 
-CI_CONFIG = ROOT / "tests" / "workflow" / "config.yaml"
 SWEEP_USER = ROOT / "tests" / "workflow" / "sweep_user.yaml"
 SUITES = ", ".join(OmegaConf.load(ROOT / "config" / "config.yaml").suites)
 BUILTIN = ", ".join(builtin_variants())  # the paper's method and its baselines, a variant each
 TRAIN_SETTINGS = {rule: setting for setting, rule in TRAIN_RULES.items()}
-
-
-def snakemake(*args, cwd=ROOT, check=True, timeout=1800):
-    proc = subprocess.run(["snakemake", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
 
 
 def job_counts(output: str) -> dict:
@@ -179,17 +171,6 @@ def job_resources(output: str) -> dict:
     return jobs
 
 
-@pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    """The reduced quick suite, end to end, in a scratch working directory."""
-    work = tmp_path_factory.mktemp("pipeline")
-    snakemake("--snakefile", str(ROOT / "Snakefile"), "--directory", str(work), "--configfile", str(CI_CONFIG),
-              "--cores", "2")
-    snakemake("--snakefile", str(ROOT / "Snakefile"), "--directory", str(work), "--configfile", str(CI_CONFIG),
-              "--report", str(work / "results" / "report.html"))
-    return work
-
-
 def test_quick_suite_produces_tables_figures_and_reports(quick_run):
     results = quick_run / "results"
     for name in ("offline", "offline_env", "o2o"):
@@ -271,39 +252,43 @@ def test_rerunning_one_task_seed_touches_only_its_jobs(quick_run):
 def test_packed_job_rerun_for_one_missing_seed_trains_only_that_seed(quick_run, tmp_path):
     """With seeds_per_job 2 the two offline seeds are one job; with seed 1's folder gone (docs/configuration.md:
     "remove its folder"), the job reruns, keeps seed 0's final.pt (update-flagged) and mfql.train retrains seed 1
-    alone."""
+    alone. In a copy of the quick suite's folder, which the other tests keep using unpacked."""
     import yaml
 
     packed = yaml.safe_load(CI_CONFIG.read_text())
     packed["suites"]["ci"]["offline"]["seeds_per_job"] = 2
     config = tmp_path / "packed.yaml"
     config.write_text(yaml.safe_dump(packed))
-    args = ["--snakefile", str(ROOT / "Snakefile"), "--directory", str(quick_run), "--configfile", str(config)]
-    snakemake(*args, "--cores", "1")  # up to date first (an earlier test retrained one run)
-    runs = quick_run / "results" / "offline" / "mfql" / "cube-single-play-singletask-task1-v0"
+    work = tmp_path / "work"
+    shutil.copytree(quick_run, work, symlinks=True)
+    # mtime only: the folder was trained one seed per job, and the code trigger would rerun every variant's
+    # packed job (a no-op for its finished seeds, as the rerun below shows for seed 0)
+    args = ["--snakefile", str(ROOT / "Snakefile"), "--directory", str(work), "--configfile", str(config),
+            "--rerun-triggers", "mtime"]
+    runs = work / "results" / "offline" / "mfql" / "cube-single-play-singletask-task1-v0"
     kept = (runs / "seed0" / "final.pt").read_bytes()  # Snakemake touches a job's outputs: compare contents
     shutil.rmtree(runs / "seed1")
-    plan = snakemake("-n", "-p", *args)
-    assert job_counts(plan.stdout)["train_offline_seeds_0_1"] == 1 and "seeds='[0,1]'" in plan.stdout
-    snakemake(*args, "--cores", "2")
+    target = str((runs / "seed1" / "final.pt").relative_to(work))
+    plan = snakemake("-n", "-p", target, *args)
+    assert job_counts(plan.stdout) == {"train_offline_seeds_0_1": 1} and "seeds='[0,1]'" in plan.stdout
+    snakemake(target, *args, "--cores", "2")
     assert (runs / "seed0" / "final.pt").read_bytes() == kept
     assert (runs / "seed1" / "final.pt").is_file() and (runs / "seed1" / "eval.csv").is_file()
-    log = (quick_run / "logs/train_offline/mfql/cube-single-play-singletask-task1-v0/seeds0-1.log").read_text()
+    log = (work / "logs/train_offline/mfql/cube-single-play-singletask-task1-v0/seeds0-1.log").read_text()
     assert "seed0 already holds this finished run" in log and "done: " in log and "seed1/final.pt" in log
 
 
 def test_deleted_evaluation_outputs_are_restored_and_reevaluated_not_retrained(quick_run):
     args = ["--snakefile", str(ROOT / "Snakefile"), "--directory", str(quick_run), "--configfile", str(CI_CONFIG)]
-    snakemake(*args, "--cores", "1")  # up to date first (an earlier test retrained one run)
     run = quick_run / "results" / "offline" / "mfql" / "cube-single-play-singletask-task1-v0" / "seed0"
     curve, final_eval = (run / "eval.csv").read_text(), (run / "final_eval.json").read_text()
     stamp = (run / "final.pt").stat().st_mtime_ns
     (run / "eval.csv").unlink()
     (run / "final_eval.json").unlink()
-    counts = job_counts(snakemake("-n", *args).stdout)
-    assert counts["run_files"] == 1 and counts["evaluate_policy"] == 1
-    assert "train_offline" not in counts and "finetune_online" not in counts
-    snakemake(*args, "--cores", "2")
+    targets = [str((run / name).relative_to(quick_run)) for name in ("eval.csv", "final_eval.json")]
+    counts = job_counts(snakemake("-n", *targets, *args).stdout)
+    assert counts == {"run_files": 1, "evaluate_policy": 1}  # nothing trains
+    snakemake(*targets, *args, "--cores", "2")
     assert (run / "final.pt").stat().st_mtime_ns == stamp  # not retrained
     assert (run / "eval.csv").read_text() == curve and (run / "final_eval.json").read_text() == final_eval
 

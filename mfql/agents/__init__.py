@@ -53,7 +53,9 @@ def paper_variants() -> dict[str, str]:
     return {method.PAPER_NAME: name for name, method in METHODS.items() if method.PAPER_NAME}
 
 
-def _load_plugins() -> None:
+def load_plugins() -> None:
+    """Import the modules named in ``MFQL_METHODS``, which register their methods (done when this package is
+    imported; again by a process that sets the variable later, e.g. one forked from a parent without it)."""
     for module in filter(None, (m.strip() for m in os.environ.get("MFQL_METHODS", "").split(","))):
         if not MODULE_RE.match(module):
             raise ConfigError(f"MFQL_METHODS={os.environ['MFQL_METHODS']!r}: {module!r} is not a module path "
@@ -64,4 +66,4 @@ def _load_plugins() -> None:
 register("mfql", MeanFlowQL)
 register("fql", FQL)
 register("rebrac", ReBRAC)
-_load_plugins()
+load_plugins()

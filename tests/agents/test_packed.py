@@ -123,7 +123,7 @@ def test_packed_run_resumes_after_sigkill_like_an_uninterrupted_one(tmp_path, og
     train(tmp_path / "ref", data, *args)
     out = tmp_path / "killed"
     # seed 1's state is written after seed 0's: a kill during its write leaves seed 0 one state ahead
-    kill_and_resume(train_args(out, data, *PACKED, *args), out, random_kills=2, seed=1, delays=(3.0, 9.0),
+    kill_and_resume(train_args(out, data, *PACKED, *args), out, random_kills=2, seed=1, delays=(1.0, 7.0),
                     resume_dir=out / "seed1" / "_resume")
     for seed in (0, 1):
         ref, done = tmp_path / "ref" / f"seed{seed}", out / f"seed{seed}"

@@ -5,8 +5,6 @@ import mmap
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -15,6 +13,7 @@ import torch
 
 from mfql.run.checkpoint import load_state
 from mfql.run.profiling import MemoryLedger
+from tests.commands import start
 from tests.conftest import ROOT, TASK, read_csv, run_module
 from tests.conftest import train_args as quick_args
 
@@ -86,8 +85,7 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, ogbench_dir):
     run_module("mfql.train", *train_args(ref, ogbench_dir.parent, *args))
 
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "mfql.train", *train_args(out, ogbench_dir.parent, *args)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start("mfql.train", train_args(out, ogbench_dir.parent, *args), ROOT)
     state = out / "_resume" / "state.pt"
     deadline = time.time() + 300
     killed_at = None
