@@ -52,7 +52,7 @@ def test_dvc_push_clone_pull_then_snakemake_has_nothing_to_do(tmp_path, monkeypa
         shutil.copytree(quick_run / name, src / name, symlinks=True, ignore=shutil.ignore_patterns("locks"),
                         dirs_exist_ok=True)  # results/ holds the project's tracked files too
 
-    # as after copying results between machines (README, file times): Snakemake's records name the folder
+    # as after copying results between machines (docs/cluster.md, DVC): Snakemake's records name the folder
     snake = ["snakemake", "--configfile", str(CI_CONFIG.relative_to(ROOT))]
     sh(*snake, "--touch", "--cores", "1", cwd=src)
     trained = {p: p.stat().st_mtime_ns for p in (src / "results").rglob("final.pt")}

@@ -69,7 +69,7 @@ def squeue_ids(env):
 
 
 def test_quick_suite_runs_through_sbatch(cluster, tmp_path):
-    """The reduced quick suite with one method: every kind of job the suite has, a third of their number."""
+    """The reduced quick suite with one method: every kind of job the suite has, 8 sbatch jobs instead of 20."""
     suite = yaml.safe_load(CI_CONFIG.read_text())
     suite["suites"]["ci"]["variants"] = ["mfql"]
     config = tmp_path / "config.yaml"
