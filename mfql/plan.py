@@ -74,8 +74,9 @@ class Plan:
     _swept_tasks: dict = field(default_factory=dict, repr=False)  # method -> its sweep's tasks (swept_tasks)
 
     @classmethod
-    def build(cls, config: dict, schema: Path, workdir: Path = Path(".")) -> Plan:
-        """Validate ``config`` against ``schema`` and the task files, then check every run's options."""
+    def build(cls, config: dict, schema: Path, workdir: Path = Path("."), check_args: bool = True) -> Plan:
+        """Validate ``config`` against ``schema`` and the task files, then (``check_args``) check every run's
+        options: seconds of config compositions, which a job's own Snakemake skips (its main process did them)."""
         validate(config, schema)
         plan = cls(config, {t: load_task(t) for t in known_tasks()})
         if plan.suite.get("alpha_source", "table") == "swept":
@@ -83,7 +84,8 @@ class Plan:
                 plan.swept_alpha = load_overlay(workdir / OVERLAY)
             except (OSError, ValueError) as exc:
                 raise PlanError(str(exc)) from None
-        plan.check_train_args()
+        if check_args:
+            plan.check_train_args()
         return plan
 
     @property

@@ -19,7 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-PRELOAD = ["torch", "mfql.train", "mfql.evaluate", "mfql.datagen", "mfql.fetch", "mfql.toy", "mfql.bench"]
+PRELOAD = ["torch", "mfql.train", "mfql.evaluate", "mfql.datagen", "mfql.fetch", "mfql.toy", "mfql.bench",
+           "mfql.restore"]
 _context = None
 
 

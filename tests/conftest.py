@@ -26,6 +26,12 @@ from tests.commands import run_forked
 from tests.commands import start as start_command
 
 ROOT = Path(__file__).resolve().parent.parent
+# Under `pytest -n` each worker gets its share of the cores, for its own torch and for the commands it starts
+# (OMP_NUM_THREADS reaches them): workers that each ran one thread per core would contend for every core.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if WORKERS > 1 and "OMP_NUM_THREADS" not in os.environ:
+    os.environ["OMP_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // WORKERS))
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 TASK = "cube-single-play-singletask-task1-v0"
 # A subprocess that may train a test-only method: it registers them too (its working directory is the root).
 TEST_METHODS = {"MFQL_METHODS": "tests.methods"}
@@ -108,6 +114,20 @@ def snakemake(*args, cwd=ROOT, check=True, timeout=1800):
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
+
+
+# Fixtures built once per worker process and shared by several tests: with `pytest -n` (pyproject.toml's addopts,
+# --dist loadgroup) each one's tests run in one worker, so it is built once (a SLURM cluster is also private).
+ONE_WORKER_FIXTURES = ("quick_run", "cluster", "finished", "meanflow_cube")
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items):
+    for item in items:
+        for name in ONE_WORKER_FIXTURES:
+            if name in item.fixturenames:
+                item.add_marker(pytest.mark.xdist_group(name))
+                break
 
 
 @pytest.fixture(scope="session")

@@ -102,6 +102,9 @@ CASES = [
     ("mfql.evaluate", ["checkpoint={run}/final.pt", "episodes=abc"], "episodes='abc' is not valid (valid: an integer)"),
     ("mfql.evaluate", ["checkpoint={run}/final.pt", "episodes=0"], "episodes=0 is not valid (valid: an integer >= 1)"),
     ("mfql.evaluate", ["checkpoint={run}/missing.pt"], "does not exist (valid: a final.pt written by mfql.train)"),
+    ("mfql.restore", ["run_dir={new}"], "holds no final.pt (valid: the folder of a finished run of mfql.train)"),
+    ("mfql.restore", ["run_dir={foreign}"], "does not match the SHA-256 recorded in its run's meta.json"),
+    ("mfql.restore", ["run_dir={run}", "overwrite=true"], "unknown or malformed option 'overwrite=true'"),
     ("mfql.evaluate", ["checkpoint={truncated_final}"], "is not a readable mfql checkpoint"),
     ("mfql.evaluate", ["checkpoint={foreign_final}"], "does not match the SHA-256 recorded in its run's meta.json"),
     ("mfql.datagen", ["dataset=cube-sixfold-play-v0", "out_dir={new}"],
@@ -182,7 +185,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(module, args, needle, 
             how = arg.split("{bad:")[1].rstrip("}")
             return arg.split("{")[0] + str(damaged_data(tmp_path, ogbench_dir, how))
         return arg.format(run=run, data=data, file=plain_file, new=new, truncated_final=truncated_final,
-                          foreign_final=foreign / "final.pt")
+                          foreign=foreign, foreign_final=foreign / "final.pt")
 
     filled = [fill(a) for a in args]
     if module == "mfql.train":
@@ -225,7 +228,7 @@ def test_train_help_lists_every_range():
 
 
 @pytest.mark.parametrize("module", ["mfql.train", "mfql.evaluate", "mfql.datagen", "mfql.toy", "mfql.fetch",
-                                    "mfql.bench"])
+                                    "mfql.bench", "mfql.restore"])
 def test_every_command_has_help(module):
     proc = run_command(module, "--help")
     assert proc.returncode == 0 and f"python -m {module}" in proc.stdout and "Options (key=value)" in proc.stdout

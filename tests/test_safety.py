@@ -119,6 +119,7 @@ def test_finished_run_rerun_is_a_no_op_whatever_the_path_spelling(tmp_path, ogbe
 
 @pytest.mark.slow
 def test_deleted_logs_come_back_from_final_pt_without_training(tmp_path, ogbench_dir):
+    """By the training command run again, and by `python -m mfql.restore` (the pipeline's run_files job)."""
     out = tmp_path / "run"
     train(out, ogbench_dir.parent)
     saved = {n: (out / n).read_text() for n in ("eval.csv", "train.csv", "config.yaml", "meta.json")}
@@ -127,6 +128,11 @@ def test_deleted_logs_come_back_from_final_pt_without_training(tmp_path, ogbench
         (out / name).unlink()
     again = train(out, ogbench_dir.parent)
     assert "already holds this finished run" in again.stderr and "eval step" not in again.stderr
+    assert {n: (out / n).read_text() for n in saved} == saved
+    for name in ("eval.csv", "config.yaml"):
+        (out / name).unlink()
+    restored = run_module("mfql.restore", f"run_dir={out}")
+    assert "restored from" in restored.stderr and "eval.csv, config.yaml" in restored.stderr
     assert {n: (out / n).read_text() for n in saved} == saved
     assert (out / "final.pt").stat().st_mtime_ns == stamp
 

@@ -164,7 +164,10 @@ class RunFolder:
             self.clear()
             return "fresh"
         if self.final_path.is_file():
-            self.restore_files(key)
+            try:
+                self.restore_files(key)
+            except CheckpointError as exc:
+                raise CheckpointError(f"{exc} (or pass overwrite=true)") from None
             return "finished"
         if self.resume_paths():
             return "resume"
@@ -233,10 +236,7 @@ class RunFolder:
         expected = None
         if meta_path.is_file():
             expected = json.loads(meta_path.read_text()).get("final_sha256")
-        try:
-            final = load_final(self.final_path, expected)
-        except CheckpointError as exc:
-            raise CheckpointError(f"{exc} (or pass overwrite=true)") from None
+        final = load_final(self.final_path, expected)
         if key is not None and final.get("meta", {}).get("run_key") != key:
             raise ConfigError(f"{self.final_path} is not this run's checkpoint (run key "
                               f"{final.get('meta', {}).get('run_key')}, expected {key}); pass overwrite=true")

@@ -8,7 +8,6 @@ from snakemake.exceptions import WorkflowError
 from mfql.config import hydra_value
 from mfql.data.datasets import dataset_mb
 from mfql.plan import EFFICIENCY_BENCH, OVERLAY, RUN_LOG_FILES, TABLES, TRAIN_RULES, Plan, PlanError, run_dir, task_pattern
-from mfql.run.folder import RunFolder
 
 
 def config_error(message):
@@ -24,8 +23,8 @@ def check_executor():
 
 
 ROOT = Path(workflow.basedir)  # the repository: its config files are found from any --directory
-try:
-    PLAN = Plan.build(config, ROOT / "workflow/schemas/config.schema.yaml")
+try:  # the options of every run are checked once, by the main process, not again inside each job
+    PLAN = Plan.build(config, ROOT / "workflow/schemas/config.schema.yaml", check_args=workflow.is_main_process)
 except PlanError as exc:
     config_error(str(exc))
 SUITE, DATA, TASKS, SWEEP = PLAN.suite, PLAN.data_dir, PLAN.tasks, PLAN.sweep
@@ -42,12 +41,6 @@ def dataset_of(setting):
         return PLAN.checksum_file(wc.task)
 
     return dataset
-
-
-def restore_run_files(final_pt, log_path):
-    """The run_files rule: write a finished run's files back from the copies inside its final.pt."""
-    restored = RunFolder(Path(final_pt).parent).restore_files()
-    Path(log_path).write_text(f"restored from {final_pt}: {', '.join(restored)}\n")
 
 
 wildcard_constraints:

@@ -92,5 +92,9 @@ rule run_files:
         **{n.replace(".", "_"): f"results/{{setting}}/{{variant}}/{{task}}/seed{{seed}}/{n}" for n in RUN_LOG_FILES},
     log:
         "logs/run_files/{setting}/{variant}/{task}/seed{seed}.log",
-    run:
-        restore_run_files(input[0], log[0])
+    conda:
+        "../envs/mfql.yaml"
+    params:
+        run_dir=lambda wc: run_dir(wc.setting, wc.variant, wc.task, wc.seed),
+    shell:
+        "python -m mfql.restore run_dir={params.run_dir:q} > {log:q} 2>&1"
