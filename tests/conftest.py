@@ -128,6 +128,9 @@ def pytest_collection_modifyitems(items):
             if name in item.fixturenames:
                 item.add_marker(pytest.mark.xdist_group(name))
                 break
+    if WORKERS > 1:  # the longest first (whole pipelines, then other slow tests): short ones fill the workers' ends
+        items.sort(key=lambda item: 0 if item.get_closest_marker("pipeline") else
+                   1 if item.get_closest_marker("slow") else 2)
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import yaml
 
 from tests.conftest import CI_CONFIG, ROOT
 
-pytestmark = pytest.mark.slow  # Snakemake, SLURM or DVC end to end: minutes
+pytestmark = [pytest.mark.slow, pytest.mark.pipeline]  # Snakemake, SLURM or DVC end to end: minutes
 
 
 def sh(*cmd, cwd, timeout=1800):

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from mfql.report.figures import O2O_TITLE, SWITCH_LABEL, facet_grid, o2o_switch
 from tests.conftest import ROOT, snakemake
 
-pytestmark = pytest.mark.slow  # Snakemake, SLURM or DVC end to end: minutes
+pytestmark = [pytest.mark.slow, pytest.mark.pipeline]  # Snakemake, SLURM or DVC end to end: minutes
 
 
 TINY = {"offline_steps": 40, "eval_interval": 20, "eval_episodes": 2, "log_interval": 20, "env_max_steps": 20}

@@ -17,7 +17,7 @@ from mfql.fetch import record_checksums
 from mfql.plan import TRAIN_RULES, Plan, builtin_variants
 from tests.conftest import CI_CONFIG, ROOT, snakemake
 
-pytestmark = pytest.mark.slow  # Snakemake, SLURM or DVC end to end: minutes
+pytestmark = [pytest.mark.slow, pytest.mark.pipeline]  # Snakemake, SLURM or DVC end to end: minutes
 
 SWEEP_USER = ROOT / "tests" / "workflow" / "sweep_user.yaml"
 SUITES = ", ".join(OmegaConf.load(ROOT / "config" / "config.yaml").suites)
