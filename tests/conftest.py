@@ -116,6 +116,15 @@ def snakemake(*args, cwd=ROOT, check=True, timeout=1800):
     return proc
 
 
+# `-n auto`: one worker per core, as many as the memory holds at a worker's peak (docs/performance.md).
+WORKER_PEAK_GB = 5
+
+
+def pytest_xdist_auto_num_workers(config):
+    memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return max(1, min(len(os.sched_getaffinity(0)), int(memory_gb // WORKER_PEAK_GB)))
+
+
 # Fixtures built once per worker process and shared by several tests: with `pytest -n` (pyproject.toml's addopts,
 # --dist loadgroup) each one's tests run in one worker, so it is built once (a SLURM cluster is also private).
 ONE_WORKER_FIXTURES = ("quick_run", "cluster", "finished", "meanflow_cube")

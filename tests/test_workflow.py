@@ -36,11 +36,10 @@ def test_lint_is_clean():
 
 
 def test_paper_suite_plan_has_every_method_for_every_task_and_seed():
-    proc = snakemake("-n", "--config", "suite=paper", timeout=300)
-    counts = job_counts(proc.stdout)
+    plan = snakemake("-n", "-p", "--config", "suite=paper", timeout=300).stdout
+    counts = job_counts(plan)
     # seeds_per_job 8: one job per variant and task trains its 8 seeds (4 for the 5 visual tasks) in one process
     assert counts["train_offline_seeds_0_1_2_3_4_5_6_7"] == 3 * 68 and counts["train_offline_seeds_0_1_2_3"] == 3 * 5
-    plan = snakemake("-n", "-p", "--config", "suite=paper", timeout=300).stdout
     assert "seeds='[0,1,2,3,4,5,6,7]' out_dir=results/offline/fql/door-human-v1 " in plan
     assert re.search(r"out_dir=results/offline/fql/door-human-v1 .* method=fql ", plan)
     # and O2O: one job per variant and task for its 8 seeds, each seed with its own environment and online rows
@@ -48,9 +47,9 @@ def test_paper_suite_plan_has_every_method_for_every_task_and_seed():
     assert counts["finetune_online_seeds_0_1_2_3_4_5_6_7"] == 3 * 15 and "finetune_online" not in counts
     assert counts["fetch_ogbench"] == 15 and counts["fetch_minari"] == 18 and counts["claims"] == 1
     for method in ("mfql", "fql", "rebrac"):
-        planned = set(re.findall(rf"results/offline/{method}/([^/]+)/seed\d+/final\.pt", proc.stdout))
+        planned = set(re.findall(rf"results/offline/{method}/([^/]+)/seed\d+/final\.pt", plan))
         assert planned == set(known_tasks()) and len(planned) == 73
-        o2o = set(re.findall(rf"results/o2o/{method}/([^/]+)/seed\d+/final\.pt", proc.stdout))
+        o2o = set(re.findall(rf"results/o2o/{method}/([^/]+)/seed\d+/final\.pt", plan))
         assert len(o2o) == 15 and {"antmaze-umaze-v2", "relocate-cloned-v1",
                                    "puzzle-4x4-play-singletask-task4-v0"} <= o2o
 
