@@ -126,8 +126,9 @@ def pytest_xdist_auto_num_workers(config):
 
 
 # Fixtures built once per worker process and shared by several tests: with `pytest -n` (pyproject.toml's addopts,
-# --dist loadgroup) each one's tests run in one worker, so it is built once (a SLURM cluster is also private).
-ONE_WORKER_FIXTURES = ("quick_run", "cluster", "finished", "meanflow_cube")
+# --dist loadgroup) each one's tests run in one worker, so it is built once (a SLURM cluster is also private;
+# the pixel dataset renders frames).
+ONE_WORKER_FIXTURES = ("quick_run", "cluster", "finished", "meanflow_cube", "visual_dir")
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
