@@ -19,8 +19,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-PRELOAD = ["torch", "mfql.train", "mfql.evaluate", "mfql.datagen", "mfql.fetch", "mfql.toy", "mfql.bench",
-           "mfql.restore"]
+# mfql's commands (`python -m <command>`): the server imports them, and every one is tested for --help
+COMMANDS = ["mfql.train", "mfql.evaluate", "mfql.datagen", "mfql.fetch", "mfql.toy", "mfql.bench", "mfql.restore"]
+PRELOAD = ["torch", *COMMANDS]
 _context = None
 
 
@@ -84,8 +85,8 @@ class Started:
 def start(module: str, args: list[str], cwd: Path, env: dict | None = None, stdout: str = os.devnull,
           stderr: str = os.devnull) -> Started:
     """``python -m module *args`` started in ``cwd`` with the environment ``env`` (default: this process's)."""
-    child = _server().Process(target=_as_main, args=(module, list(args), str(cwd), dict(env or os.environ),
-                                                     stdout, stderr))
+    environ = dict(os.environ if env is None else env)
+    child = _server().Process(target=_as_main, args=(module, list(args), str(cwd), environ, stdout, stderr))
     child.start()
     return Started(child)
 

@@ -9,6 +9,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from tests.commands import COMMANDS
 from tests.conftest import QUICK, TASK, run_command, run_module, train_args
 
 TINY = [*QUICK, "env_max_steps=5", "log_interval=5", "offline_steps=5", "eval_interval=5"]
@@ -227,8 +228,7 @@ def test_train_help_lists_every_range():
     assert all(f"  {key} " in text for key in TRAIN_RANGES)
 
 
-@pytest.mark.parametrize("module", ["mfql.train", "mfql.evaluate", "mfql.datagen", "mfql.toy", "mfql.fetch",
-                                    "mfql.bench", "mfql.restore"])
+@pytest.mark.parametrize("module", COMMANDS)
 def test_every_command_has_help(module):
     proc = run_command(module, "--help")
     assert proc.returncode == 0 and f"python -m {module}" in proc.stdout and "Options (key=value)" in proc.stdout
