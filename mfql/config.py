@@ -80,13 +80,14 @@ def _hydra_compose(name: str, overrides: tuple[str, ...]) -> DictConfig:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from mfql.agents import CONFIG_ROOTS
-
     # Methods from elsewhere: their folders join Hydra's search path only when asked for (it slows every compose).
     chosen = [o.split("=", 1)[1] for o in overrides if o.startswith(f"{METHOD_GROUP}=")]
-    builtin = all((CONFIG_DIR / METHOD_GROUP / f"{c}.yaml").is_file() for c in chosen)
-    searchpath = [f"hydra.searchpath=[{','.join('file://' + str(p.resolve()) for p in CONFIG_ROOTS)}]"] \
-        if CONFIG_ROOTS and METHOD_GROUP in _groups(name) and not builtin else []
+    searchpath = []
+    if METHOD_GROUP in _groups(name) and not all((CONFIG_DIR / METHOD_GROUP / f"{c}.yaml").is_file() for c in chosen):
+        from mfql.agents import CONFIG_ROOTS  # the registry imports the methods, hence torch: only when needed
+
+        if CONFIG_ROOTS:
+            searchpath = [f"hydra.searchpath=[{','.join('file://' + str(p.resolve()) for p in CONFIG_ROOTS)}]"]
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return hydra_compose(config_name=name, overrides=[*overrides, *searchpath])
 

@@ -267,12 +267,17 @@ class Plan:
             # the suite's args with each method first, then each variant's own options on top
             layers = [(where, {**self.suite_args(setting, m), "method": m}, None) for m in methods]
             layers += [(f"variants.{v}", None, v) for v in variants]
+            composed = set()  # a variant without options of its own is its method's layer again: checked once
             for label, fixed, variant in layers:
                 for task in checked:
                     args = fixed if variant is None else self.train_args(setting, variant, task)
+                    argv = [f"task={task}", "seed=0", "out_dir=.", f"data_dir={self.data_dir}",
+                            *self.as_options(args)]
+                    if tuple(sorted(argv)) in composed:
+                        continue
+                    composed.add(tuple(sorted(argv)))
                     try:  # the same composition the job will do, for a task of this setting
-                        train_config([f"task={task}", "seed=0", "out_dir=.", f"data_dir={self.data_dir}",
-                                      *self.as_options(args)])
+                        train_config(argv)
                     except ConfigError as exc:
                         raise PlanError(f"{label}: {exc}") from None
 

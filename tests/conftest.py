@@ -101,11 +101,22 @@ def train(out, data_dir, *extra, check=True, env=None, **kw):
 
 
 def kill_and_resume(args: list[str], out: Path, random_kills: int, seed: int, delays=(0.5, 6.0),
-                    resume_dir: Path | None = None, env=None):
+                    resume_dir: Path | None = None, env=None, evaluated: int | None = None):
     """Run ``python -m mfql.train *args`` (its out_dir ``out``), SIGKILL it while a resume state is written and
     at seeded random moments (``kill_repeatedly``; ``delays``: seconds after its start, which takes no imports
-    here), then run it to the end."""
+    here), then run it to the end. With ``evaluated``, killed once more as soon as its eval.csv has that step,
+    then its eval.csv and train.csv deleted (as Snakemake deletes a job's declared outputs before it reruns it),
+    so that the last run rebuilds them from its resume state."""
     kill_repeatedly(args, resume_dir or out / "_resume", random_kills=random_kills, seed=seed, delays=delays, env=env)
+    if evaluated is not None:
+        def evaluated_yet():
+            with contextlib.suppress(OSError):
+                return any(line.split(",")[0] == str(evaluated) for line in (out / "eval.csv").read_text().splitlines())
+            return False
+
+        kill_when(start_command("mfql.train", args, ROOT, env), evaluated_yet)
+        for name in ("eval.csv", "train.csv"):
+            (out / name).unlink(missing_ok=True)
     return run_module("mfql.train", *args, env=env)
 
 

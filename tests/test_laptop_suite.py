@@ -1,6 +1,8 @@
-"""The laptop suites' configurations (config/config.yaml, suites.laptop and suites.laptop_o2o) end to end at
-tiny budgets: their packed, compiled jobs of both their variants, the evaluations, the tables and the figures
-(for offline-to-online: the switch marked, the score at the end of the offline phase beside the final one)."""
+"""The laptop suites' configurations (config/config.yaml, suites.laptop and suites.laptop_o2o) at tiny budgets,
+from their datasets to their tables and learning curves: their packed, compiled jobs of both their variants, the
+evaluations, the tables and the curves (for offline-to-online: the switch marked, the score at the end of the
+offline phase beside the final one). The jobs that follow from the suite's model alone (the efficiency benchmark,
+the toy) and the verification are the quick suite's, run whole in tests/test_workflow.py."""
 
 import copy
 from pathlib import Path
@@ -16,15 +18,17 @@ from tests.conftest import ROOT, snakemake
 pytestmark = [pytest.mark.slow, pytest.mark.pipeline]  # Snakemake, SLURM or DVC end to end: minutes
 
 
+# make_tables writes every table, plot_curves every curve figure
+TARGETS = ("results/tables/offline.csv", "results/figures/curves_offline.png")
 TINY = {"offline_steps": 40, "eval_interval": 20, "eval_episodes": 2, "log_interval": 20, "env_max_steps": 20}
 
 
 def run_tiny(tmp_path, name: str, phases: dict, seeds: list[int] | None = None,
              tasks: int | None = None) -> tuple[dict, Path]:
-    """Run suite ``name`` through Snakemake with its phases' options updated by ``phases`` (setting -> options),
-    3 regenerated episodes, 2 final evaluation episodes, ``seeds`` if given and its first ``tasks`` tasks if
-    given (a task is data to the pipeline: the same jobs, each compiled anew); (the suite as configured, the
-    working folder)."""
+    """Run suite ``name`` up to its tables and curves (TARGETS) through Snakemake, with its phases' options
+    updated by ``phases`` (setting -> options), 3 regenerated episodes, 2 final evaluation episodes, ``seeds`` if
+    given and its first ``tasks`` tasks if given (a task is data to the pipeline: the same jobs, each compiled
+    anew); (the suite as configured, the working folder)."""
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     suite = config["suites"][name]
     tiny = copy.deepcopy(suite)
@@ -40,7 +44,7 @@ def run_tiny(tmp_path, name: str, phases: dict, seeds: list[int] | None = None,
     path.write_text(yaml.safe_dump(config))
     work = tmp_path / "work"
     snakemake("--snakefile", str(ROOT / "Snakefile"), "--directory", str(work), "--configfile", str(path),
-              "--cores", "2")
+              "--cores", "2", *TARGETS)
     return suite, work
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mfql.plan import EFFICIENCY_BENCH
 from mfql.run.checkpoint import load_state
 from tests.conftest import CI_CONFIG, ROOT
 
@@ -71,18 +72,20 @@ def squeue_ids(env):
 
 
 def test_quick_suite_runs_through_sbatch(cluster, tmp_path):
-    """The reduced quick suite with one method: every kind of job the suite has, 8 sbatch jobs instead of 20."""
+    """The reduced quick suite with one method, up to its tables, toy and efficiency benchmark: every kind of
+    job that goes through sbatch (8 jobs instead of 20) and local jobs beside them; the figures and the
+    verification are local jobs like the tables, run whole by the quick suite's test (tests/test_workflow.py)."""
     suite = yaml.safe_load(CI_CONFIG.read_text())
     suite["suites"]["ci"]["variants"] = ["mfql"]
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(suite, sort_keys=False))
     work = tmp_path / "work"
     work.mkdir()
-    proc = profile_run(work, config, "ci", cluster)
+    proc = profile_run(work, config, "ci", cluster, "results/tables/o2o.md", "results/figures/toy/toy.png",
+                       EFFICIENCY_BENCH)
     out, _ = proc.communicate(timeout=1500)
     assert proc.returncode == 0, out[-4000:]
-    assert (work / "results" / "verification" / "report.md").exists()
-    assert (work / "results" / "tables" / "o2o.md").exists()
+    assert (work / "results" / "tables" / "o2o.md").exists() and (work / EFFICIENCY_BENCH).exists()
     submitted = set(re.findall(r"SLURM jobid (\d+)", out))
     # 2 offline runs, 1 O2O run, their 3 evaluations, the toy and the efficiency benchmark: through sbatch
     assert len(submitted) >= 8, out[-3000:]
@@ -106,7 +109,7 @@ def test_cancelled_training_job_is_retried_and_resumes(cluster, tmp_path):
                 step = load_state(state)["step"]
             except Exception:
                 step = -1
-            if step >= 300:
+            if step >= 150:
                 ids = squeue_ids(cluster)  # this private cluster runs only this test's jobs
                 assert ids, "no SLURM job to cancel"
                 subprocess.run(["scancel", *ids], check=True, env=cluster)
@@ -120,7 +123,7 @@ def test_cancelled_training_job_is_retried_and_resumes(cluster, tmp_path):
     resumed = [int(s) for s in re.findall(r"resumed from step (\d+)", log)]
     assert resumed and resumed[0] >= cancelled_at, log[-2000:]  # the step counter did not restart
     steps = [int(line.split(",")[0]) for line in (tmp_path / RUN / "eval.csv").read_text().splitlines()[1:]]
-    assert steps == [0, 500, 1000, 1500]
+    assert steps == [0, 150, 300, 450]
 
 
 def test_profile_without_slurm_says_so_in_one_line(tmp_path):

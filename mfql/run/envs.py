@@ -69,6 +69,12 @@ def eval_pool_size(task: str, episodes: int, eval_envs: int, memory_mb: int, onl
     return max(1, min(episodes, eval_envs, memory_mb // env_mb(task) - online_envs))
 
 
+# gymnasium.make's passive environment checker only warns; asking an OGBench pixel environment for its observation
+# space resets and renders it, which on a CPU's software renderer costs about 2 s per environment. Seeded episodes
+# are the same with and without it (docs/performance.md).
+NO_ENV_CHECKER = {"disable_env_checker": True}
+
+
 def make_env(task: str, suite: str, minari_dataset=None, max_steps: int | None = None,
              frame_stack: int | None = None, protocol: str | None = None):
     """A fresh environment of the task. OGBench: single-task env with success computed after the step
@@ -79,7 +85,7 @@ def make_env(task: str, suite: str, minari_dataset=None, max_steps: int | None =
     if suite == "ogbench":
         import ogbench
 
-        env = ogbench.make_env_and_datasets(task, env_only=True, success_timing="post")
+        env = ogbench.make_env_and_datasets(task, env_only=True, success_timing="post", **NO_ENV_CHECKER)
     elif protocol == "d4rl":
         from mfql.run.protocol import make_d4rl_env
 

@@ -150,8 +150,9 @@ def test_the_compiled_update_equals_the_eager_one(method):
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ALL)
 def test_a_run_writes_every_file_and_resumes_after_sigkill_as_if_never_killed(method, tmp_path, ogbench_dir):
-    """Offline then online steps; killed while a resume state is written and at random moments, each time
-    rerun: the same files, eval.csv and weights to the bit, train.csv but for its timing column."""
+    """Offline then online steps; killed while a resume state is written, at random moments, and in the online
+    phase with its CSVs then deleted, each time rerun: the same files, eval.csv and weights to the bit, train.csv
+    but for its timing column."""
     extra = [f"method={method}", "seed=1", "offline_steps=40", "online_steps=30", "eval_interval=20",
              "checkpoint_interval=3", "env_max_steps=12"]
     ref, out = tmp_path / "ref", tmp_path / "killed"
@@ -163,8 +164,10 @@ def test_a_run_writes_every_file_and_resumes_after_sigkill_as_if_never_killed(me
     assert f"method: {method}" in (ref / "config.yaml").read_text()
     evaluated = run.run_module("mfql.evaluate", f"checkpoint={ref / 'final.pt'}", "episodes=2", "seed=1", env=env)
     assert '"episodes": 2' in evaluated.stdout  # the checkpoint says which method to rebuild
-    run.kill_and_resume(run.train_args(out, ogbench_dir.parent, *extra), out, random_kills=2, seed=0, env=env)
-    assert (out / "eval.csv").read_bytes() == (ref / "eval.csv").read_bytes()
+    run.kill_and_resume(run.train_args(out, ogbench_dir.parent, *extra), out, random_kills=2, seed=0, env=env,
+                        evaluated=60)  # online: 40 offline steps, then 30 online
+    assert (out / "eval.csv").read_bytes() == (ref / "eval.csv").read_bytes()  # bytes: one line ending throughout
+    assert b"\r" not in (out / "train.csv").read_bytes() + (ref / "train.csv").read_bytes()
     strip = lambda rows: [{k: v for k, v in r.items() if k != "updates_per_s"} for r in rows]  # noqa: E731
     assert strip(run.read_csv(out / "train.csv")) == strip(run.read_csv(ref / "train.csv"))
     run.assert_same_weights(run.read_final(ref / "final.pt"), run.read_final(out / "final.pt"), exact=True)

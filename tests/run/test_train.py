@@ -2,19 +2,14 @@
 
 import json
 import mmap
-import os
 import re
-import signal
-import time
 
 import numpy as np
 import pytest
 import torch
 
-from mfql.run.checkpoint import load_state
 from mfql.run.profiling import MemoryLedger
-from tests.commands import start
-from tests.conftest import ROOT, TASK, read_csv, run_module
+from tests.conftest import TASK, read_csv, run_module
 from tests.conftest import train_args as quick_args
 
 
@@ -76,47 +71,6 @@ def test_memory_ledger_gives_each_stage_its_growth():
     assert line.startswith("memory (resident MB): process ") and ", array +" in line and "; peak " in line
     assert float(line.rsplit("peak ", 1)[1]) >= sum(ledger.shares.values()) - 1
     del held
-
-
-@pytest.mark.slow
-def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, ogbench_dir):
-    args = ["offline_steps=80", "online_steps=120", "eval_interval=40", "checkpoint_interval=15"]
-    ref = tmp_path / "ref"
-    run_module("mfql.train", *train_args(ref, ogbench_dir.parent, *args))
-
-    out = tmp_path / "killed"
-    proc = start("mfql.train", train_args(out, ogbench_dir.parent, *args), ROOT)
-    state = out / "_resume" / "state.pt"
-    deadline = time.time() + 300
-    killed_at = None
-    while time.time() < deadline and proc.poll() is None:
-        if state.exists():
-            try:
-                step = load_state(state)["step"]
-            except Exception:  # replaced while reading
-                continue
-            if step >= 110:  # well into the online phase
-                os.kill(proc.pid, signal.SIGKILL)
-                killed_at = step
-                break
-        time.sleep(0.02)
-    proc.wait()
-    assert killed_at is not None, "the run ended before it could be killed"
-    assert proc.returncode == -signal.SIGKILL and not (out / "final.pt").exists()
-
-    for name in ("eval.csv", "train.csv"):  # Snakemake deletes declared outputs before it reruns a job
-        (out / name).unlink()
-    resumed = run_module("mfql.train", *train_args(out, ogbench_dir.parent, *args))
-    assert "resumed from step" in resumed.stderr
-    assert (out / "eval.csv").read_bytes() == (ref / "eval.csv").read_bytes()  # bytes: one line ending throughout
-    assert b"\r" not in (out / "train.csv").read_bytes() + (ref / "train.csv").read_bytes()
-    assert [r["step"] for r in read_csv(out / "train.csv")] == [r["step"] for r in read_csv(ref / "train.csv")]
-    a, b = torch.load(ref / "final.pt", weights_only=True), torch.load(out / "final.pt", weights_only=True)
-    for key in ("actor", "critic", "target_critic"):
-        assert a[key].keys() == b[key].keys()
-        for name in a[key]:
-            assert torch.equal(a[key][name], b[key][name]), f"{key}.{name} differs after resume"
-    assert not (out / "_resume" / "state.pt").exists()
 
 
 @pytest.mark.slow
