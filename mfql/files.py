@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from mfql.errors import CheckpointError, RunError
+from mfql.errors import RunError
 
 
 def _umask() -> int:
@@ -70,10 +70,3 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def check_final_sha256(path: str | Path, expected: str | None) -> None:
-    """Refuse a run's final.pt whose SHA-256 is not the one its meta.json records (None: nothing recorded)."""
-    if expected is not None and file_sha256(path) != expected:
-        raise CheckpointError(f"{path} does not match the SHA-256 recorded in its run's meta.json "
-                              f"(modified or damaged); retrain the run")

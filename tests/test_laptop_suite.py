@@ -49,10 +49,11 @@ def run_tiny(tmp_path, name: str, phases: dict, seeds: list[int] | None = None,
 
 
 def test_laptop_suite_configuration_runs_end_to_end_at_tiny_budgets(tmp_path):
-    laptop, work = run_tiny(tmp_path, "laptop", {"offline": TINY}, tasks=1)
+    laptop, work = run_tiny(tmp_path, "laptop", {"offline": TINY}, seeds=[0, 1], tasks=1)
     results = work / "results"
-    variants, tasks, seeds = laptop["variants"], laptop["offline"]["tasks"][:1], laptop["offline"]["seeds"]
-    assert len(laptop["offline"]["tasks"]) == 2  # the suite's second task: the same jobs on other data
+    variants, tasks, seeds = laptop["variants"], laptop["offline"]["tasks"][:1], [0, 1]
+    # the suite's second task and third seed: the same jobs on other data, one more seed in each packed job
+    assert len(laptop["offline"]["tasks"]) == 2 and laptop["offline"]["seeds"] == [0, 1, 2]
     for variant in variants:
         for task in tasks:
             for seed in seeds:

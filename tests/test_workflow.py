@@ -98,7 +98,7 @@ def user_suite(tmp_path, old, new):
     return path
 
 
-OFFLINE_ARGS = "args: {offline_steps: 100, eval_interval: 50, eval_episodes: 2, log_interval: 50, env_max_steps: 20}"
+OFFLINE_ARGS = "args: {offline_steps: 40, eval_interval: 20, eval_episodes: 2, log_interval: 20, env_max_steps: 20}"
 
 
 @pytest.mark.parametrize("old, new, needle", [
@@ -268,9 +268,9 @@ def test_packed_job_rerun_for_one_missing_seed_trains_only_that_seed(quick_run, 
     kept = (runs / "seed0" / "final.pt").read_bytes()  # Snakemake touches a job's outputs: compare contents
     shutil.rmtree(runs / "seed1")
     target = str((runs / "seed1" / "final.pt").relative_to(work))
-    plan = snakemake("-n", "-p", target, *args)
-    assert job_counts(plan.stdout) == {"train_offline_seeds_0_1": 1} and "seeds='[0,1]'" in plan.stdout
-    snakemake(target, *args, "--cores", "2")
+    proc = snakemake("-p", target, *args, "--cores", "2")
+    out = proc.stdout + proc.stderr
+    assert job_counts(out) == {"train_offline_seeds_0_1": 1} and "seeds='[0,1]'" in out
     assert (runs / "seed0" / "final.pt").read_bytes() == kept
     assert (runs / "seed1" / "final.pt").is_file() and (runs / "seed1" / "eval.csv").is_file()
     log = (work / "logs/train_offline/mfql/cube-single-play-singletask-task1-v0/seeds0-1.log").read_text()
@@ -285,9 +285,8 @@ def test_deleted_evaluation_outputs_are_restored_and_reevaluated_not_retrained(q
     (run / "eval.csv").unlink()
     (run / "final_eval.json").unlink()
     targets = [str((run / name).relative_to(quick_run)) for name in ("eval.csv", "final_eval.json")]
-    counts = job_counts(snakemake("-n", *targets, *args).stdout)
-    assert counts == {"run_files": 1, "evaluate_policy": 1}  # nothing trains
-    snakemake(*targets, *args, "--cores", "2")
+    proc = snakemake(*targets, *args, "--cores", "2")
+    assert job_counts(proc.stdout + proc.stderr) == {"run_files": 1, "evaluate_policy": 1}  # nothing trains
     assert (run / "final.pt").stat().st_mtime_ns == stamp  # not retrained
     assert (run / "eval.csv").read_text() == curve and (run / "final_eval.json").read_text() == final_eval
 
@@ -367,9 +366,9 @@ def test_reduced_visual_suite_runs_packed_pixel_jobs_of_both_methods(tmp_path):
     method training seeds 0 and 1, each run evaluated."""
     args = ["--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "--configfile", str(CI_CONFIG),
             str(ROOT / "tests/workflow/visual.yaml"), "--config", "suite=visual_ci"]
-    counts = job_counts(snakemake(*args, "-n", "runs").stdout)
+    proc = snakemake(*args, "--cores", "2", "runs")
+    counts = job_counts(proc.stdout + proc.stderr)
     assert counts["train_offline_seeds_0_1"] == 2 and counts["fetch_ogbench"] == 1
-    snakemake(*args, "--cores", "2", "runs")
     task = "visual-cube-single-play-singletask-task1-v0"
     for variant in ("mfql", "fql"):
         for seed in (0, 1):

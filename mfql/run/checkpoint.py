@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from mfql.errors import CheckpointError
-from mfql.files import atomic_write, check_final_sha256
+from mfql.files import atomic_write, file_sha256
 
 STATE_MAGIC = b"MFQL-STATE-1 sha256="
 
@@ -62,7 +62,9 @@ def load_state(path: str | Path) -> dict:
 def load_final(path: str | Path, expected_sha256: str | None = None) -> dict:
     """Load a ``final.pt`` (plain tensors and containers only: safe with ``weights_only=True``)."""
     path = Path(path)
-    check_final_sha256(path, expected_sha256)
+    if expected_sha256 is not None and file_sha256(path) != expected_sha256:
+        raise CheckpointError(f"{path} does not match the SHA-256 recorded in its run's meta.json "
+                              f"(modified or damaged); retrain the run")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:

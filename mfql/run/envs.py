@@ -69,9 +69,9 @@ def eval_pool_size(task: str, episodes: int, eval_envs: int, memory_mb: int, onl
     return max(1, min(episodes, eval_envs, memory_mb // env_mb(task) - online_envs))
 
 
-# gymnasium.make's passive environment checker only warns; asking an OGBench pixel environment for its observation
-# space resets and renders it, which on a CPU's software renderer costs about 2 s per environment. Seeded episodes
-# are the same with and without it (docs/performance.md).
+# gymnasium.make's passive environment checker only warns, and it asks for the observation space, which an OGBench
+# pixel environment answers by resetting and rendering itself once more. Seeded episodes are the same without it
+# (tests/run/test_envs.py; the time it saves: docs/performance.md).
 NO_ENV_CHECKER = {"disable_env_checker": True}
 
 

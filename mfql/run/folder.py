@@ -5,9 +5,6 @@ files go or how the job runs (``PLACEMENT_KEYS``: out_dir, data_dir, device, thr
 overwrite, ...; these change results at most by float round-off), and the dataset's SHA-256.
 ``data_dir=./data`` and ``data_dir=data`` are the same run; another seed, task, hyperparameter or dataset is
 another run. A folder holding another run is never written over unless ``overwrite=true``.
-
-torch (``mfql.run.checkpoint``) is imported only where a checkpoint is read or written, so that the pipeline's
-``run_files`` job (``python -m mfql.restore``) on a folder that lacks nothing starts and ends in under a second.
 """
 
 from __future__ import annotations
@@ -25,7 +22,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from mfql.config import PIXEL_KEYS, PLACEMENT_KEYS
 from mfql.errors import CheckpointError, ConfigError, RunError
-from mfql.files import check_final_sha256, file_sha256, write_json, write_text
+from mfql.files import file_sha256, write_json, write_text
+from mfql.run.checkpoint import load_final, load_state, save_state, save_torch
 
 log = logging.getLogger("mfql.run.folder")
 CSV_FILES = ("train.csv", "eval.csv")
@@ -121,8 +119,6 @@ class RunFolder:
                 return record.get("run_key"), "meta.json", f"task={record.get('task')} seed={record.get('seed')}"
             except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
                 return None, "meta.json (unreadable)", "an unknown run"
-        from mfql.run.checkpoint import load_final, load_state
-
         for path in self.resume_paths():
             state = load_state(path)
             return state.get("run_key"), f"_resume/{path.name}", describe(state.get("config", {}))
@@ -207,16 +203,12 @@ class RunFolder:
     def write_resume(self, state: dict) -> None:
         """The rolling resume state; the one before is kept until this one is written (packed jobs resume at
         the newest step every seed saved)."""
-        from mfql.run.checkpoint import save_state
-
         if self.resume_path.is_file():
             os.replace(self.resume_path, self.prev_path)
         save_state(self.resume_path, state)
 
     def saved_states(self) -> dict[int, Path]:
         """Resume states on disk (checksum-verified when loaded), by step."""
-        from mfql.run.checkpoint import load_state
-
         return {load_state(path)["step"]: path for path in self.resume_paths()}
 
     def write_back_csvs(self, csvs: dict[str, str]) -> None:
@@ -229,8 +221,6 @@ class RunFolder:
 
     def write_final(self, final: dict, meta: dict) -> None:
         """final.pt, then meta.json with its SHA-256, then the resume states are removed."""
-        from mfql.run.checkpoint import save_torch
-
         save_torch(self.final_path, final)
         write_json(self.path / "meta.json", {**meta, "final_sha256": file_sha256(self.final_path)})
         for path in (self.resume_path, self.prev_path):
@@ -241,17 +231,11 @@ class RunFolder:
     # --------------------------------------------------------------------------------------- finished
     def restore_files(self, key: str | None = None) -> list[str]:
         """Write back whichever of config.yaml, meta.json and the CSVs are missing, from final.pt's copies
-        (``key``: refuse a final.pt of another run). Without ``key`` and with nothing missing, final.pt is only
-        checked against meta.json's SHA-256, not loaded."""
+        (``key``: refuse a final.pt of another run)."""
         meta_path = self.path / "meta.json"
         expected = None
         if meta_path.is_file():
             expected = json.loads(meta_path.read_text()).get("final_sha256")
-        if key is None and all((self.path / name).exists() for name in RUN_FILES):
-            check_final_sha256(self.final_path, expected)
-            return []
-        from mfql.run.checkpoint import load_final
-
         final = load_final(self.final_path, expected)
         if key is not None and final.get("meta", {}).get("run_key") != key:
             raise ConfigError(f"{self.final_path} is not this run's checkpoint (run key "
