@@ -297,8 +297,7 @@ def test_tables_ignore_folders_the_suite_does_not_plan(quick_run):
     stray = results / "cube-single-play-singletask-task3-v0" / "seed0"  # e.g. left by another suite
     shutil.copytree(results / "cube-single-play-singletask-task1-v0" / "seed0", stray)
     try:
-        # the collect job alone: what follows from scores.csv is the suite's tables, run whole by quick_run
-        snakemake(*args, "--cores", "1", "--forcerun", "results/tables/runs.csv", "results/tables/scores.csv")
+        snakemake(*args, "--cores", "1", "--forcerun", "results/tables/runs.csv")
         scores = pd.read_csv(quick_run / "results" / "tables" / "scores.csv")
         assert set(scores.task) == {"cube-single-play-singletask-task1-v0", "cube-single-play-singletask-task2-v0"}
         assert len(scores) == 3 * 3  # (2 offline seeds + 1 O2O run) x 3 methods: exactly the plan
@@ -325,9 +324,10 @@ def test_strict_verification_fails_the_run_and_keeps_the_report(quick_run):
 
 
 def test_sweep_writes_the_overlay_and_a_later_suite_trains_with_it(tmp_path):
-    """A toy sweep (the default tasks of cube-single and scene, two alphas each) writes results/sweep/alpha.yaml
-    with, per environment, the alpha of the better run; a suite with alpha_source: swept then trains cube-single
-    tasks with it, and its mfql-K1 variant's option reaches the run's config.yaml."""
+    """A toy sweep (cube-single's default task, two alphas) writes results/sweep/alpha.yaml with, for each task of
+    the environment, the alpha of the better run (several environments: tests/report/test_sweep.py); a suite with
+    alpha_source: swept then trains cube-single tasks with it, and its mfql-K1 variant's option reaches the
+    run's config.yaml."""
     import yaml
 
     from mfql.report.stats import run_score
@@ -339,18 +339,18 @@ def test_sweep_writes_the_overlay_and_a_later_suite_trains_with_it(tmp_path):
     assert list(overlay) == ["mfql"]  # the only method this sweep ran
     overlay = overlay["mfql"]
     best = {}
-    for env in ("cube-single", "scene"):
-        default = f"{env}-play-singletask-task2-v0"
-        scores = {}
-        for alpha in (60, 240):  # the task files' 120 x 0.5 and x 2
-            evals = pd.read_csv(tmp_path / f"results/offline/mfql-alpha{alpha}/{default}/seed0/eval.csv")
-            scores[alpha] = run_score(evals.step.values, evals.success.values, "ogbench")
-        best[env] = max(sorted(scores), key=lambda a: scores[a])  # ties: the smaller alpha
-        tasks = {f"{env}-play-singletask-task{i}-v0" for i in range(1, 6)}
-        assert tasks <= set(overlay) and {overlay[t]["alpha"] for t in tasks} == {float(best[env])}
-        assert overlay[default]["source"].startswith(
-            f"swept: alpha in [60, 240] on {default}, 40 offline steps, 1 seeds; rule: best mean score")
-    assert len(overlay) == 10
+    env = "cube-single"  # the only environment this sweep ran
+    default = f"{env}-play-singletask-task2-v0"
+    scores = {}
+    for alpha in (60, 240):  # the task files' 120 x 0.5 and x 2
+        evals = pd.read_csv(tmp_path / f"results/offline/mfql-alpha{alpha}/{default}/seed0/eval.csv")
+        scores[alpha] = run_score(evals.step.values, evals.success.values, "ogbench")
+    best[env] = max(sorted(scores), key=lambda a: scores[a])  # ties: the smaller alpha
+    tasks = {f"{env}-play-singletask-task{i}-v0" for i in range(1, 6)}
+    assert tasks <= set(overlay) and {overlay[t]["alpha"] for t in tasks} == {float(best[env])}
+    assert overlay[default]["source"].startswith(
+        f"swept: alpha in [60, 240] on {default}, 40 offline steps, 1 seeds; rule: best mean score")
+    assert len(overlay) == 5
 
     use = [*args, "--config", "suite=sweep_user"]
     plan = snakemake(*use, "-n", "-p").stdout
