@@ -83,7 +83,7 @@ def _hydra_compose(name: str, overrides: tuple[str, ...]) -> DictConfig:
     # Methods from elsewhere: their folders join Hydra's search path only when asked for (it slows every compose).
     chosen = [o.split("=", 1)[1] for o in overrides if o.startswith(f"{METHOD_GROUP}=")]
     searchpath = []
-    if METHOD_GROUP in _groups(name) and not all((CONFIG_DIR / METHOD_GROUP / f"{c}.yaml").is_file() for c in chosen):
+    if not all((CONFIG_DIR / METHOD_GROUP / f"{c}.yaml").is_file() for c in chosen) and METHOD_GROUP in _groups(name):
         from mfql.agents import CONFIG_ROOTS  # the registry imports the methods, hence torch: only when needed
 
         if CONFIG_ROOTS:
