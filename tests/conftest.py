@@ -259,15 +259,25 @@ def networks(final: dict) -> list[str]:
                                                                                 for t in v.values())]
 
 
-def assert_same_weights(a, b, exact):
+def assert_same_weights(a, b):
     assert networks(a) == networks(b) and "actor" in networks(a)
     for key in networks(a):
         assert a[key].keys() == b[key].keys()
         for name in a[key]:
-            if exact:
-                assert torch.equal(a[key][name], b[key][name]), f"{key}.{name} differs"
-            else:
-                torch.testing.assert_close(a[key][name], b[key][name], rtol=1e-5, atol=1e-5)
+            assert torch.equal(a[key][name], b[key][name]), f"{key}.{name} differs"
+
+
+def assert_packed_weights_close(packed, alone, updates: int, lr: float = 3e-4):
+    """A packed seed's weights against the same seed trained alone, within float32 round-off. vmap batches the
+    seeds' matmuls (and convolutions), so gradients differ in the last bits; Adam divides by the gradient's
+    running scale, which turns such a difference in a near-zero gradient into up to a learning rate (``lr``: the
+    largest, the critic's 3e-4) of weight per update. So no weight is further than ``updates`` learning rates
+    away, and almost every weight (99 %) is within 1e-5; another seed or batch moves nearly all of them."""
+    assert networks(packed) == networks(alone) and "actor" in networks(packed)
+    diffs = torch.cat([(packed[key][name] - alone[key][name]).abs().flatten()
+                       for key in networks(packed) for name in alone[key]])
+    assert diffs.max() <= updates * lr
+    assert (diffs > 1e-5).float().mean() < 0.01
 
 
 def read_csv(path):

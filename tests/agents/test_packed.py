@@ -6,6 +6,7 @@ import torch
 
 from mfql.agents.packed import PackedUpdate
 from tests.conftest import (
+    assert_packed_weights_close,
     assert_same_weights,
     kill_and_resume,
     make_agent,
@@ -89,8 +90,8 @@ ONLINE = "online_steps=30"  # offline-to-online: each seed its own environment, 
 @pytest.mark.slow
 def test_packed_run_gives_each_seed_the_files_of_its_single_run(tmp_path, ogbench_dir):
     """Offline then online steps, environments in worker processes or not. eval.csv identical; final.pt
-    within 1e-5 (vmap batches the seeds' matmuls: float32 round-off only); the same run key, so the
-    single-seed command in a packed seed's folder has nothing left to do."""
+    within float32 round-off (vmap batches the seeds' matmuls); the same run key, so the single-seed command in
+    a packed seed's folder has nothing left to do."""
     data = ogbench_dir.parent
     # the packed job steps its environments in 2 worker processes, the single runs in their own process
     train(tmp_path / "packed", data, "seeds=[0,1]", ONLINE, "env_workers=2")
@@ -100,7 +101,7 @@ def test_packed_run_gives_each_seed_the_files_of_its_single_run(tmp_path, ogbenc
         packed = tmp_path / "packed" / f"seed{seed}"
         assert (packed / "eval.csv").read_text() == (single / "eval.csv").read_text()
         a, b = read_final(packed / "final.pt"), read_final(single / "final.pt")
-        assert_same_weights(a, b, exact=False)
+        assert_packed_weights_close(a, b, updates=70)  # 40 offline, 30 online
         assert a["meta"]["run_key"] == b["meta"]["run_key"] and a["config"]["seed"] == seed
         online = [{k: v for k, v in row.items() if k.startswith("online/")} for row in read_csv(packed / "train.csv")]
         assert online == [{k: v for k, v in row.items() if k.startswith("online/")}
@@ -128,5 +129,5 @@ def test_packed_run_resumes_after_sigkill_like_an_uninterrupted_one(tmp_path, og
     for seed in (0, 1):
         ref, done = tmp_path / "ref" / f"seed{seed}", out / f"seed{seed}"
         assert (done / "eval.csv").read_text() == (ref / "eval.csv").read_text()
-        assert_same_weights(read_final(ref / "final.pt"), read_final(done / "final.pt"), exact=True)
+        assert_same_weights(read_final(ref / "final.pt"), read_final(done / "final.pt"))
         assert not (done / "_resume").exists()
