@@ -3,15 +3,17 @@
 # A job killed by preemption or its time limit resumes from results/.../_resume/ when retried.
 # The job's declared output is final.pt alone: the run's other files (config.yaml, meta.json, train.csv,
 # eval.csv) are written by the job as it goes and also stored inside final.pt, and `run_files` writes them
-# back from there, so a deleted eval.csv is restored, never retrained.
+# back from there, so a deleted eval.csv is restored, never retrained. final.pt is update()-flagged, so
+# Snakemake never deletes a finished run before its job reruns (changed options, --forcerun): mfql.train then
+# has nothing to do for the same run and stops with one line for another one. To retrain, remove the folder.
 
 
 # Offline (train_offline) and offline-to-online (finetune_online: its own offline phase with the task's O2O
 # hyperparameters, then one environment step and one update per step in the same job, as FQL and MFQL
 # Table 2). With seeds_per_job > 1 one process trains that many seeds of a task on one GPU
 # (python -m mfql.train seeds=[...], rules <name>_seeds_<seeds>), each into its own
-# results/{setting}/{variant}/{task}/seed<n>/. Packed outputs are update()-flagged: a job rerun for one missing seed
-# keeps the others' final.pt, and mfql.train skips finished seeds, so only the missing one trains.
+# results/{setting}/{variant}/{task}/seed<n>/. A job rerun for one missing seed keeps the others' final.pt, and
+# mfql.train skips finished seeds, so only the missing one trains.
 # A job's host memory (mem_mb) comes from the planner's measured parts and its dataset's size (Plan.job_memory),
 # evaluated again by Snakemake once the dataset is there.
 for setting, name in TRAIN_RULES.items():
@@ -24,7 +26,7 @@ for setting, name in TRAIN_RULES.items():
                 dataset=dataset_of(setting),
                 task_config=ROOT / "config/mfql/tasks/{task}.yaml",
             output:
-                f"results/{setting}/{{variant}}/{{task}}/seed{{seed}}/final.pt",
+                update(f"results/{setting}/{{variant}}/{{task}}/seed{{seed}}/final.pt"),
             log:
                 f"logs/{name}/{{variant}}/{{task}}/seed{{seed}}.log",
             conda:
