@@ -15,7 +15,7 @@ from pathlib import Path
 from mfql.config import compose, run_cli
 from mfql.errors import ConfigError
 from mfql.log import setup_logging
-from mfql.run.folder import RunFolder
+from mfql.run.records import restore_files
 
 log = logging.getLogger("mfql.restore")
 
@@ -26,7 +26,7 @@ def main(argv: list[str]) -> None:
     if not (folder / "final.pt").is_file():
         raise ConfigError(f"run_dir={str(folder)!r} holds no final.pt (valid: the folder of a finished run of "
                           f"mfql.train)")
-    restored = RunFolder(folder).restore_files()
+    restored = restore_files(folder)
     log.info("restored from %s: %s", folder / "final.pt", ", ".join(restored) or "nothing (every file is there)")
 
 

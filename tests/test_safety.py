@@ -75,6 +75,15 @@ def test_planted_final_checkpoint_is_refused_by_evaluate(tmp_path):
     assert not marker.exists()
 
 
+def test_planted_final_checkpoint_is_refused_by_the_restore_without_torch(tmp_path):
+    """mfql.restore's reader leaves torch out; a global it does not know goes to torch's weights_only load."""
+    marker = tmp_path / "EXECUTED"
+    torch.save({"config": {}, "meta": {}, "csv": {}, "evil": Planted(marker)}, tmp_path / "final.pt")
+    proc = run_module("mfql.restore", f"run_dir={tmp_path}", check=False)
+    assert proc.returncode == 2 and "is not a readable mfql checkpoint" in error_lines(proc)[0]
+    assert not marker.exists() and not (tmp_path / "eval.csv").exists()
+
+
 def test_resume_state_round_trips_and_detects_any_flipped_byte(tmp_path):
     path = tmp_path / "state.pt"
     save_state(path, {"step": 7, "w": torch.arange(5.0), "nested": {"a": [1, 2.5, "x"]}})

@@ -23,10 +23,10 @@ from omegaconf import DictConfig, OmegaConf
 from mfql.config import PIXEL_KEYS, PLACEMENT_KEYS
 from mfql.errors import CheckpointError, ConfigError, RunError
 from mfql.files import file_sha256, write_json, write_text
-from mfql.run.checkpoint import load_final, load_state, save_state, save_torch
+from mfql.run.checkpoint import load_state, save_state, save_torch
+from mfql.run.records import CSV_FILES, read_final_records, restore_files
 
 log = logging.getLogger("mfql.run.folder")
-CSV_FILES = ("train.csv", "eval.csv")
 RUN_FILES = ("config.yaml", "meta.json", *CSV_FILES, "final.pt")
 # What a run key hashes changed once, when each method got its own options (CHANGELOG.md, 2026-12-06): meta.json
 # records this format; a folder of an earlier one is refused with that reason.
@@ -123,8 +123,8 @@ class RunFolder:
             state = load_state(path)
             return state.get("run_key"), f"_resume/{path.name}", describe(state.get("config", {}))
         if self.final_path.is_file():
-            final = load_final(self.final_path)
-            return final.get("meta", {}).get("run_key"), "final.pt", describe(final.get("config", {}))
+            final = read_final_records(self.final_path)
+            return final["meta"].get("run_key"), "final.pt", describe(final["config"])
         leftovers = [n for n in RUN_FILES if (self.path / n).exists()]
         if leftovers:
             return None, ", ".join(leftovers), "no recorded run"
@@ -232,23 +232,4 @@ class RunFolder:
     def restore_files(self, key: str | None = None) -> list[str]:
         """Write back whichever of config.yaml, meta.json and the CSVs are missing, from final.pt's copies
         (``key``: refuse a final.pt of another run)."""
-        meta_path = self.path / "meta.json"
-        expected = None
-        if meta_path.is_file():
-            expected = json.loads(meta_path.read_text()).get("final_sha256")
-        final = load_final(self.final_path, expected)
-        if key is not None and final.get("meta", {}).get("run_key") != key:
-            raise ConfigError(f"{self.final_path} is not this run's checkpoint (run key "
-                              f"{final.get('meta', {}).get('run_key')}, expected {key}); pass overwrite=true")
-        restored = []
-        for name in CSV_FILES:
-            if not (self.path / name).exists() and name in final.get("csv", {}):
-                write_text(self.path / name, final["csv"][name])
-                restored.append(name)
-        if not (self.path / "config.yaml").exists():
-            write_text(self.path / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(final["config"])))
-            restored.append("config.yaml")
-        if not meta_path.exists():
-            write_json(meta_path, {**final["meta"], "final_sha256": file_sha256(self.final_path)})
-            restored.append("meta.json")
-        return restored
+        return restore_files(self.path, key)

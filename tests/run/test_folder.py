@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -62,6 +64,20 @@ def test_a_finished_run_is_never_retrained_and_its_deleted_files_come_back(tmp_p
     assert folder.claim("k1", overwrite=False) == "finished"
     assert (tmp_path / "run" / "eval.csv").read_bytes() == csv
     assert (tmp_path / "run" / "config.yaml").is_file()
+
+
+def test_a_final_checkpoints_records_are_read_without_torch_as_torch_reads_them(tmp_path):
+    """What `python -m mfql.restore` writes back comes from an unpickler that never imports torch."""
+    path = tmp_path / "final.pt"
+    torch.save({**final_of("k1", {"eval.csv": "step,success\n0,0.5\n"}), "count": torch.tensor(3),
+                "mask": torch.ones(2, dtype=torch.bool), "critic": {"w": torch.ones(2, 3, dtype=torch.float64)}}, path)
+    script = ("import json, sys; from mfql.run.records import read_final_records; "
+              f"records = read_final_records({str(path)!r}); assert 'torch' not in sys.modules; "
+              "print(json.dumps(records))")
+    records = json.loads(subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                                        check=True).stdout)
+    final = torch.load(path, weights_only=True)
+    assert records == {key: final[key] for key in ("config", "meta", "csv")}
 
 
 def test_overwrite_replaces_another_run_and_a_damaged_final_is_refused(tmp_path):
