@@ -273,9 +273,9 @@ class Plan:
                     args = fixed if variant is None else self.train_args(setting, variant, task)
                     argv = [f"task={task}", "seed=0", "out_dir=.", f"data_dir={self.data_dir}",
                             *self.as_options(args)]
-                    if tuple(sorted(argv)) in composed:
+                    if (key := tuple(sorted(argv))) in composed:
                         continue
-                    composed.add(tuple(sorted(argv)))
+                    composed.add(key)
                     try:  # the same composition the job will do, for a task of this setting
                         train_config(argv)
                     except ConfigError as exc:

@@ -165,7 +165,7 @@ class RunFolder:
             return "fresh"
         if self.final_path.is_file():
             try:
-                self.restore_files(key)
+                restore_files(self.path, key)
             except CheckpointError as exc:
                 raise CheckpointError(f"{exc} (or pass overwrite=true)") from None
             return "finished"
@@ -227,9 +227,3 @@ class RunFolder:
             path.unlink(missing_ok=True)
         if self.resume_path.parent.exists() and not any(self.resume_path.parent.iterdir()):
             self.resume_path.parent.rmdir()
-
-    # --------------------------------------------------------------------------------------- finished
-    def restore_files(self, key: str | None = None) -> list[str]:
-        """Write back whichever of config.yaml, meta.json and the CSVs are missing, from final.pt's copies
-        (``key``: refuse a final.pt of another run)."""
-        return restore_files(self.path, key)
